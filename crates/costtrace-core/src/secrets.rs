@@ -1,0 +1,157 @@
+//! The secrets guard: keeps credentials out of records and logs.
+//!
+//! Policy: **redact**. An attribute whose key names a secret keeps its key
+//! (so you can see that something tried to record one) and its value is
+//! replaced by [`REDACTED`]. Free text (error messages) has anything that
+//! looks like a credential (`sk-…`, `Bearer …`) replaced the same way.
+
+/// What a secret value becomes.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Key fragments that name a secret, compared after lower-casing and removing
+/// `-` and `_`. `token` alone is a secret, but the counters `input_tokens`,
+/// `output_tokens` … are not, so plural `tokens` is checked first.
+const SECRET_FRAGMENTS: &[&str] = &[
+    "apikey",
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "authorization",
+    "auth",
+    "cookie",
+    "credential",
+    "privatekey",
+    "signature",
+    "sessionid",
+];
+
+/// True when `key` names a secret (`api_key`, `X-Api-Key`, `db_password`,
+/// `Authorization`, `access_token` …).
+///
+/// ```
+/// use costtrace_core::secrets::is_secret_key;
+/// assert!(is_secret_key("OPENAI_API_KEY"));
+/// assert!(is_secret_key("refresh-token"));
+/// assert!(!is_secret_key("input_tokens"));
+/// assert!(!is_secret_key("tenant_id"));
+/// ```
+pub fn is_secret_key(key: &str) -> bool {
+    let norm: String = key
+        .chars()
+        .filter(|c| *c != '_' && *c != '-' && *c != '.' && *c != ' ')
+        .flat_map(char::to_lowercase)
+        .collect();
+    if norm.ends_with("tokens") || norm.ends_with("tokencount") {
+        return false;
+    }
+    // "author" is not "auth"orization.
+    if norm.contains("author") && !norm.contains("authorization") {
+        return false;
+    }
+    SECRET_FRAGMENTS.iter().any(|f| norm.contains(f))
+}
+
+/// Well-known credential prefixes: OpenAI/Anthropic keys, GitHub and Slack
+/// tokens, AWS access keys, and HTTP bearer credentials.
+const SECRET_PREFIXES: &[&str] = &[
+    "sk-", "sk_live_", "sk_test_", "rk_live_", "ghp_", "gho_", "ghs_", "github_pat_", "xoxb-",
+    "xoxp-", "AKIA", "AIza",
+];
+
+/// True when a value looks like a credential regardless of its key.
+pub fn looks_like_secret(value: &str) -> bool {
+    let v = value.trim();
+    let lower = v.to_ascii_lowercase();
+    if lower.starts_with("bearer ") || lower.starts_with("basic ") {
+        return true;
+    }
+    SECRET_PREFIXES
+        .iter()
+        .any(|p| v.starts_with(p) && v.len() >= p.len() + 12 && !v.contains(' '))
+}
+
+/// The value to store for `key`: the value itself, or [`REDACTED`].
+pub fn guard_attr<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_secret_key(key) || looks_like_secret(value) {
+        REDACTED
+    } else {
+        value
+    }
+}
+
+/// Replaces credential-looking words in free text (error messages).
+///
+/// ```
+/// use costtrace_core::secrets::redact_text;
+/// assert_eq!(
+///     redact_text("401: invalid key sk-abcdefghijklmnop1234"),
+///     "401: invalid key [REDACTED]"
+/// );
+/// ```
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut redact_next = false;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let bare = word.trim_matches(|c: char| matches!(c, '"' | '\'' | ',' | ';' | '(' | ')'));
+        if redact_next && !bare.is_empty() {
+            out.push_str(REDACTED);
+            redact_next = false;
+            continue;
+        }
+        let lower = bare.to_ascii_lowercase();
+        if lower == "bearer" || lower == "basic" {
+            redact_next = true;
+            out.push_str(word);
+        } else if looks_like_secret(bare) {
+            out.push_str(&word.replace(bare, REDACTED));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        for k in [
+            "api_key", "apiKey", "x-api-key", "password", "DB_PASSWORD", "secret", "client_secret",
+            "token", "access_token", "Authorization", "auth", "cookie", "private_key",
+            "aws_credentials", "session_id",
+        ] {
+            assert!(is_secret_key(k), "{k} should be secret");
+        }
+        for k in [
+            "tenant_id", "user_id", "job_id", "input_tokens", "max_tokens", "author", "model",
+            "batch_id", "doc_id",
+        ] {
+            assert!(!is_secret_key(k), "{k} should not be secret");
+        }
+    }
+
+    #[test]
+    fn secret_values_are_recognised() {
+        assert!(looks_like_secret("sk-proj-abcdefghijklmnopqrstuvwxyz"));
+        assert!(looks_like_secret("Bearer abc.def.ghi"));
+        assert!(!looks_like_secret("sk-short"));
+        assert!(!looks_like_secret("acme-corp"));
+        assert_eq!(guard_attr("note", "sk-ant-api03-aaaaaaaaaaaaaaaa"), REDACTED);
+        assert_eq!(guard_attr("tenant_id", "acme"), "acme");
+    }
+
+    #[test]
+    fn free_text_keeps_everything_but_the_credential() {
+        assert_eq!(
+            redact_text("header was Bearer eyJhbGciOi.x.y, retry"),
+            "header was Bearer [REDACTED] retry"
+        );
+    }
+}

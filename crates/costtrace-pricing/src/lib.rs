@@ -1,0 +1,1 @@
+//! Price catalogue and cost engine (work in progress).
