@@ -76,6 +76,8 @@ impl FromStr for Environment {
         Environment::ALL
             .into_iter()
             .find(|e| e.as_str() == s.trim())
-            .ok_or_else(|| EnvironmentError { value: s.to_owned() })
+            .ok_or_else(|| EnvironmentError {
+                value: s.to_owned(),
+            })
     }
 }

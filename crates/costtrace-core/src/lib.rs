@@ -15,9 +15,10 @@ pub mod secrets;
 pub mod time;
 
 pub use environment::{Environment, EnvironmentError};
-pub use money::{nanos_to_usd, usd_to_nanos, NANOS_PER_USD};
+pub use money::{NANOS_PER_USD, nanos_to_usd, usd_to_nanos};
 pub use record::{
-    Attrs, ItemError, PricingTier, Record, RequestRecord, ScopeRecord, UsageRecord, MAX_SCOPE_ERRORS,
+    Attrs, ItemError, MAX_SCOPE_ERRORS, PricingTier, Record, RequestRecord, ScopeRecord,
+    UsageRecord,
 };
 pub use time::Timestamp;
 

@@ -44,7 +44,15 @@ mod tests {
 
     #[test]
     fn round_trips_common_amounts() {
-        for nanos in [0, 1, 999, 20_000_000, 150_000_000, 170_000_000, 12_345_678_901] {
+        for nanos in [
+            0,
+            1,
+            999,
+            20_000_000,
+            150_000_000,
+            170_000_000,
+            12_345_678_901,
+        ] {
             assert_eq!(usd_to_nanos(nanos_to_usd(nanos)), Some(nanos));
         }
         assert_eq!(nanos_to_usd(-1_500_000_000), -1.5);

@@ -215,9 +215,21 @@ mod tests {
         assert!(v["cost_usd"].is_null());
         assert!(v["cost_nanos"].is_null());
         for field in [
-            "id", "scope_id", "attrs", "provider", "model", "service_type", "operation",
-            "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-            "reasoning_tokens", "units", "duration_ms", "error_message",
+            "id",
+            "scope_id",
+            "attrs",
+            "provider",
+            "model",
+            "service_type",
+            "operation",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "units",
+            "duration_ms",
+            "error_message",
         ] {
             assert!(v.get(field).is_some(), "missing {field}");
         }

@@ -56,8 +56,18 @@ pub fn is_secret_key(key: &str) -> bool {
 /// Well-known credential prefixes: OpenAI/Anthropic keys, GitHub and Slack
 /// tokens, AWS access keys, and HTTP bearer credentials.
 const SECRET_PREFIXES: &[&str] = &[
-    "sk-", "sk_live_", "sk_test_", "rk_live_", "ghp_", "gho_", "ghs_", "github_pat_", "xoxb-",
-    "xoxp-", "AKIA", "AIza",
+    "sk-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "xoxb-",
+    "xoxp-",
+    "AKIA",
+    "AIza",
 ];
 
 /// True when a value looks like a credential regardless of its key.
@@ -123,15 +133,34 @@ mod tests {
     #[test]
     fn secret_keys_are_recognised() {
         for k in [
-            "api_key", "apiKey", "x-api-key", "password", "DB_PASSWORD", "secret", "client_secret",
-            "token", "access_token", "Authorization", "auth", "cookie", "private_key",
-            "aws_credentials", "session_id",
+            "api_key",
+            "apiKey",
+            "x-api-key",
+            "password",
+            "DB_PASSWORD",
+            "secret",
+            "client_secret",
+            "token",
+            "access_token",
+            "Authorization",
+            "auth",
+            "cookie",
+            "private_key",
+            "aws_credentials",
+            "session_id",
         ] {
             assert!(is_secret_key(k), "{k} should be secret");
         }
         for k in [
-            "tenant_id", "user_id", "job_id", "input_tokens", "max_tokens", "author", "model",
-            "batch_id", "doc_id",
+            "tenant_id",
+            "user_id",
+            "job_id",
+            "input_tokens",
+            "max_tokens",
+            "author",
+            "model",
+            "batch_id",
+            "doc_id",
         ] {
             assert!(!is_secret_key(k), "{k} should not be secret");
         }
@@ -143,7 +172,10 @@ mod tests {
         assert!(looks_like_secret("Bearer abc.def.ghi"));
         assert!(!looks_like_secret("sk-short"));
         assert!(!looks_like_secret("acme-corp"));
-        assert_eq!(guard_attr("note", "sk-ant-api03-aaaaaaaaaaaaaaaa"), REDACTED);
+        assert_eq!(
+            guard_attr("note", "sk-ant-api03-aaaaaaaaaaaaaaaa"),
+            REDACTED
+        );
         assert_eq!(guard_attr("tenant_id", "acme"), "acme");
     }
 

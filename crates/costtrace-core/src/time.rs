@@ -26,7 +26,11 @@ impl Timestamp {
     pub fn parse(s: &str) -> Result<Self, String> {
         s.parse::<jiff::Timestamp>()
             .map(|t| Timestamp(t.as_microsecond()))
-            .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp ({e}); use e.g. 2025-01-15T10:30:45.123Z"))
+            .map_err(|e| {
+                format!(
+                    "{s:?} is not an RFC 3339 timestamp ({e}); use e.g. 2025-01-15T10:30:45.123Z"
+                )
+            })
     }
 
     /// RFC 3339 UTC with exactly three fractional digits.

@@ -1,1 +1,73 @@
-//! costtrace
+//! # costtrace
+//!
+//! Know what every AI call and every paid service costs, and who it was for:
+//! which tenant, user, job, batch, task, request and document.
+//!
+//! ```
+//! use costtrace::{scope, record, Usage};
+//!
+//! let cap = costtrace::testing::capture(); // in an application: `let _g = costtrace::init()?;`
+//! {
+//!     let _job = scope("receipt_processing").attr("job_id", "job-123").enter();
+//!     record(Usage::llm("openai", "gpt-4o").operation("chat").input_tokens(900).output_tokens(120));
+//! }
+//! let usage = &cap.usages()[0];
+//! assert_eq!(usage.attrs["job_id"], "job-123");
+//! assert_eq!(usage.model.as_deref(), Some("gpt-4o"));
+//! ```
+//!
+//! ## How context travels
+//! - **Synchronous code**: a thread-local. [`ScopeBuilder::enter`] and
+//!   [`with_context`] return guards that restore the previous context when
+//!   dropped, also during a panic.
+//! - **Async code**: [`FutureExt::in_scope`] and
+//!   [`FutureExt::in_current_context`] re-enter the context on every poll, so
+//!   concurrent tasks never see each other's context.
+//! - **New tasks and threads**: [`spawn`] and [`spawn_blocking`] carry the
+//!   current context into tokio tasks; [`Context::wrap`] into threads and
+//!   pools. A bare `tokio::spawn` or `std::thread::spawn` starts with an
+//!   **empty** context.
+//!
+//! ## Records
+//! Scopes and usage become [`Record`]s (see `costtrace-core` for the wire
+//! format), written by a background recorder installed with [`init`]. The
+//! secrets guard redacts attribute values whose key names a credential
+//! (`api_key`, `password`, `token`, `authorization`, …) and values that look
+//! like one (`sk-…`, `Bearer …`): the key is kept, the value becomes
+//! `[REDACTED]` (see [`costtrace_core::secrets`]).
+
+mod context;
+mod dispatch;
+mod error;
+mod future;
+mod id;
+mod materialize;
+mod panic;
+mod pricing;
+mod recorder;
+mod scope;
+pub mod sink;
+#[cfg(feature = "tokio")]
+mod spawn;
+pub mod testing;
+mod usage;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use context::{Context, ContextGuard, clear_context, current, get_context, with_context};
+pub use costtrace_core::{
+    Environment, ItemError, PricingTier, Record, RequestRecord, ScopeRecord, UsageRecord,
+};
+pub use costtrace_macros::tracked;
+pub use error::Error;
+pub use future::{FutureExt, InScope, WithContext};
+pub use recorder::{
+    Config, InitGuard, QueuePolicy, RecorderHealth, flush, flush_timeout, health, init,
+};
+pub use scope::{
+    ActiveScope, ScopeBuilder, ScopeGuard, ScopeHandle, batch_scope, current_scope, scope,
+};
+#[cfg(feature = "tokio")]
+pub use spawn::{spawn, spawn_blocking};
+pub use usage::{Usage, record};

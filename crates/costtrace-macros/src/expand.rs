@@ -1,0 +1,115 @@
+//! Generates the wrapped function. Everything goes through
+//! `::costtrace::__private` so that the expansion does not depend on what the
+//! user has imported.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
+use syn::{ReturnType, Type};
+
+use crate::parse::Tracked;
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    ty.to_token_stream()
+        .into_iter()
+        .any(|t| t.to_string() == "impl")
+}
+
+pub(crate) fn expand(t: Tracked) -> TokenStream {
+    let Tracked {
+        func,
+        operation,
+        fields,
+    } = t;
+    let syn::ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+
+    let field_attrs = fields.iter().map(|f| {
+        let ident = &f.ident;
+        let key = ident.to_string();
+        if f.explicit {
+            quote_spanned! {ident.span()=>
+                let __costtrace_b = ::costtrace::__private::attr(
+                    __costtrace_b,
+                    #key,
+                    {
+                        #[allow(unused_imports)]
+                        use ::costtrace::__private::{AttrDisplay as _, AttrOption as _};
+                        (&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
+                    },
+                );
+            }
+        } else {
+            quote! {
+                let __costtrace_b = ::costtrace::__private::attr(
+                    __costtrace_b,
+                    #key,
+                    {
+                        #[allow(unused_imports)]
+                        use ::costtrace::__private::{AttrDisplay as _, AttrNone as _, AttrOption as _};
+                        (&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
+                    },
+                );
+            }
+        }
+    });
+
+    let builder = quote! {
+        let __costtrace_b = ::costtrace::__private::scope(#operation);
+        #(#field_attrs)*
+    };
+
+    let (ret_ty, annotate) = match &sig.output {
+        ReturnType::Default => (quote!(()), true),
+        ReturnType::Type(_, ty) => (quote!(#ty), !contains_impl_trait(ty)),
+    };
+    let out_binding = if annotate {
+        quote!(let __costtrace_out: #ret_ty)
+    } else {
+        quote!(let __costtrace_out)
+    };
+    let error_of = quote! {
+        {
+            #[allow(unused_imports)]
+            use ::costtrace::__private::{OutcomeOther as _, OutcomeResult as _};
+            (&&::costtrace::__private::Probe(&__costtrace_out)).costtrace_error()
+        }
+    };
+
+    let body = if sig.asyncness.is_some() {
+        quote! {
+            #builder
+            let __costtrace_active = ::costtrace::__private::start(__costtrace_b);
+            #out_binding = ::costtrace::__private::watched(&__costtrace_active, async move #block).await;
+            __costtrace_active.complete_with(#error_of);
+            __costtrace_out
+        }
+    } else {
+        let closure = if annotate {
+            quote!(move || -> #ret_ty #block)
+        } else {
+            quote!(move || #block)
+        };
+        quote! {
+            #builder
+            let __costtrace_guard = __costtrace_b.enter();
+            #[allow(clippy::redundant_closure_call)]
+            #out_binding = (#closure)();
+            if let ::core::option::Option::Some(__costtrace_e) = #error_of {
+                __costtrace_guard.fail(__costtrace_e);
+            }
+            drop(__costtrace_guard);
+            __costtrace_out
+        }
+    };
+
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #body
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The context: who, what and why, carried implicitly.
+//!
+//! A [`Context`] is a chain of immutable frames. Entering a scope or setting
+//! request variables pushes one frame that points at its parent, so entering
+//! costs one allocation whatever the size of the parent, and children inherit
+//! by reference. Lookups walk the chain innermost first, so a child's value
+//! overrides its parent's. Records are flattened from the chain later, on the
+//! recorder's thread, off the application's hot path.
+//!
+//! The current context lives in a thread-local for synchronous code and is
+//! re-entered on every poll by the future wrappers in [`crate::FutureExt`], so
+//! concurrent tasks on a multi-thread runtime never see each other's context.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use costtrace_core::PricingTier;
+use uuid::Uuid;
+
+use crate::dispatch::Dispatch;
+use crate::scope::ScopeData;
+
+pub(crate) type Attr = (CompactString, CompactString);
+
+pub(crate) struct Frame {
+    pub(crate) parent: Option<Arc<Frame>>,
+    /// This frame's own attributes, in the order they were set.
+    pub(crate) attrs: Box<[Attr]>,
+    /// Present when this frame is a scope.
+    pub(crate) scope: Option<ScopeData>,
+    /// The innermost scope at or above this frame.
+    pub(crate) scope_id: Option<Uuid>,
+    pub(crate) parent_scope_id: Option<Uuid>,
+    pub(crate) tier: PricingTier,
+    /// Where records made under this frame go when not to the global
+    /// recorder (set by `testing::capture`). Inherited.
+    pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
+}
+
+impl Frame {
+    pub(crate) fn child(
+        parent: Option<&Arc<Frame>>,
+        attrs: Box<[Attr]>,
+        scope: Option<ScopeData>,
+        tier: Option<PricingTier>,
+        dispatch: Option<Arc<dyn Dispatch>>,
+    ) -> Frame {
+        let (inherited_scope, inherited_parent, inherited_tier, inherited_dispatch) = match parent {
+            Some(p) => (p.scope_id, p.parent_scope_id, p.tier, p.dispatch.clone()),
+            None => (None, None, PricingTier::Standard, None),
+        };
+        let (scope_id, parent_scope_id) = match &scope {
+            Some(s) => (Some(s.id), inherited_scope),
+            None => (inherited_scope, inherited_parent),
+        };
+        Frame {
+            parent: parent.cloned(),
+            attrs,
+            scope,
+            scope_id,
+            parent_scope_id,
+            tier: tier.unwrap_or(inherited_tier),
+            dispatch: dispatch.or(inherited_dispatch),
+        }
+    }
+
+    /// Every attribute visible from this frame, parents first, so that a
+    /// later insert (a child's value) overrides an earlier one.
+    pub(crate) fn flatten_into(&self, out: &mut BTreeMap<String, String>) {
+        let mut chain: Vec<&Frame> = Vec::new();
+        let mut f = Some(self);
+        while let Some(frame) = f {
+            chain.push(frame);
+            f = frame.parent.as_deref();
+        }
+        for frame in chain.iter().rev() {
+            for (k, v) in frame.attrs.iter() {
+                out.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+}
+
+/// A snapshot of the current context: its variables, its scope and its
+/// pricing tier. Cheap to clone (one reference count).
+///
+/// ```
+/// let _scope = costtrace::scope("receipt_processing").attr("job_id", "job-123").enter();
+/// let ctx = costtrace::current();
+/// assert_eq!(ctx.get("job_id"), Some("job-123"));
+/// assert_eq!(ctx.get_or("batch_id", "none"), "none");
+/// assert!(ctx.scope_id().is_some());
+/// ```
+#[derive(Clone, Default)]
+pub struct Context {
+    pub(crate) frame: Option<Arc<Frame>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("scope_id", &self.scope_id())
+            .field("parent_scope_id", &self.parent_scope_id())
+            .field("tier", &self.tier())
+            .field("attrs", &self.attrs())
+            .finish()
+    }
+}
+
+impl Context {
+    /// The empty context: no variables, no scope.
+    pub const fn empty() -> Context {
+        Context { frame: None }
+    }
+
+    /// The value of `key`, innermost first.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let mut f = self.frame.as_deref();
+        while let Some(frame) = f {
+            if let Some((_, v)) = frame.attrs.iter().rev().find(|(k, _)| k == key) {
+                return Some(v.as_str());
+            }
+            f = frame.parent.as_deref();
+        }
+        None
+    }
+
+    /// The value of `key`, or `default` when it is not set.
+    pub fn get_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.get(key).unwrap_or(default)
+    }
+
+    /// True when `key` is set.
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// All variables, flattened (a child's value overrides its parent's).
+    pub fn attrs(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(f) = &self.frame {
+            f.flatten_into(&mut out);
+        }
+        out
+    }
+
+    /// The id of the innermost scope, if any.
+    pub fn scope_id(&self) -> Option<Uuid> {
+        self.frame.as_ref().and_then(|f| f.scope_id)
+    }
+
+    /// The id of the innermost scope's parent scope, if any.
+    pub fn parent_scope_id(&self) -> Option<Uuid> {
+        self.frame.as_ref().and_then(|f| f.parent_scope_id)
+    }
+
+    /// The pricing tier usage recorded here gets (batch inside a batch scope).
+    pub fn tier(&self) -> PricingTier {
+        self.frame
+            .as_ref()
+            .map_or(PricingTier::Standard, |f| f.tier)
+    }
+
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.frame.is_none()
+    }
+
+    /// Makes this the current context until the guard drops.
+    pub fn enter(&self) -> ContextGuard {
+        ContextGuard {
+            prev: Some(replace_current(self.clone())),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Runs `f` with this as the current context.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.enter();
+        f()
+    }
+
+    /// Wraps a closure so that it runs in this context wherever it is called:
+    /// the way to carry context into `std::thread::spawn`, rayon or any thread
+    /// pool.
+    ///
+    /// ```
+    /// let _scope = costtrace::scope("parent").attr("tenant_id", "acme").enter();
+    /// let work = costtrace::current().wrap(|| costtrace::current().get("tenant_id").map(str::to_owned));
+    /// let seen = std::thread::spawn(work).join().unwrap();
+    /// assert_eq!(seen.as_deref(), Some("acme"));
+    /// ```
+    pub fn wrap<F, R>(&self, f: F) -> impl FnOnce() -> R + Send + 'static
+    where
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let ctx = self.clone();
+        move || ctx.run(f)
+    }
+
+    /// A context with `attrs` set on top of this one (no scope is started).
+    pub fn with<K, V>(&self, attrs: impl IntoIterator<Item = (K, V)>) -> Context
+    where
+        K: AsRef<str>,
+        V: fmt::Display,
+    {
+        let attrs: Vec<Attr> = attrs
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    CompactString::new(k.as_ref()),
+                    compact_str::ToCompactString::to_compact_string(&v),
+                )
+            })
+            .collect();
+        Context {
+            frame: Some(Arc::new(Frame::child(
+                self.frame.as_ref(),
+                attrs.into_boxed_slice(),
+                None,
+                None,
+                None,
+            ))),
+        }
+    }
+
+    pub(crate) fn dispatch(&self) -> Option<&Arc<dyn Dispatch>> {
+        self.frame.as_ref().and_then(|f| f.dispatch.as_ref())
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Context> = const { RefCell::new(Context::empty()) };
+}
+
+/// Swaps the current context, returning the previous one. Never panics: during
+/// thread teardown it is a no-op.
+pub(crate) fn replace_current(ctx: Context) -> Context {
+    CURRENT
+        .try_with(|c| match c.try_borrow_mut() {
+            Ok(mut cur) => std::mem::replace(&mut *cur, ctx),
+            Err(_) => Context::empty(),
+        })
+        .unwrap_or_default()
+}
+
+/// Reads the current frame without cloning the whole context.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
+    let mut f = Some(f);
+    let mut out = None;
+    // `try_with` fails only during thread teardown; then `f` is still here
+    // and runs with the empty context.
+    let _ = CURRENT.try_with(|c| {
+        if let Some(f) = f.take() {
+            out = Some(match c.try_borrow() {
+                Ok(cur) => f(&cur),
+                Err(_) => f(&Context::empty()),
+            });
+        }
+    });
+    match (out, f) {
+        (Some(r), _) => r,
+        (None, Some(f)) => f(&Context::empty()),
+        (None, None) => unreachable!("the closure either ran or is still here"),
+    }
+}
+
+/// The current context (cheap: one reference count).
+pub fn current() -> Context {
+    with_current(Context::clone)
+}
+
+/// Restores the previous context when dropped, also while unwinding.
+///
+/// Not `Send`: a guard belongs to the thread whose context it changed. In
+/// async code use [`crate::FutureExt`] instead of holding a guard across
+/// `.await`.
+#[must_use = "the context is restored as soon as the guard is dropped"]
+pub struct ContextGuard {
+    prev: Option<Context>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for ContextGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            replace_current(prev);
+        }
+    }
+}
+
+/// Sets request variables (seed 003's `with_context`) on top of the current
+/// context until the guard drops. No scope record is made: use
+/// [`crate::scope`] for that.
+///
+/// ```
+/// {
+///     let _req = costtrace::with_context([("tenant_id", "acme-corp"), ("user_id", "user_123")]);
+///     assert_eq!(costtrace::get_context().get("tenant_id"), Some("acme-corp"));
+/// }
+/// assert_eq!(costtrace::get_context().get("tenant_id"), None);
+/// ```
+pub fn with_context<K, V>(attrs: impl IntoIterator<Item = (K, V)>) -> ContextGuard
+where
+    K: AsRef<str>,
+    V: fmt::Display,
+{
+    let ctx = current().with(attrs);
+    ctx.enter()
+}
+
+/// The current context (seed 003's `get_context`); same as [`current`].
+pub fn get_context() -> Context {
+    current()
+}
+
+/// Clears the context for the current thread or task until the guard drops
+/// (seed 003's `clear_context`); the previous context comes back afterwards.
+/// A recorder override installed by `testing::capture` is kept.
+pub fn clear_context() -> ContextGuard {
+    let dispatch = current().dispatch().cloned();
+    let ctx = match dispatch {
+        Some(d) => Context {
+            frame: Some(Arc::new(Frame::child(
+                None,
+                Box::default(),
+                None,
+                None,
+                Some(d),
+            ))),
+        },
+        None => Context::empty(),
+    };
+    ctx.enter()
+}

@@ -1,0 +1,37 @@
+use costtrace_core::EnvironmentError;
+
+/// Everything that can go wrong when setting costtrace up. Recording itself
+/// never returns errors to the application: failures there are counted in
+/// [`crate::RecorderHealth`] and logged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Environment(#[from] EnvironmentError),
+    #[error("COSTTRACE_SINK is {value:?}: {reason}")]
+    InvalidSink { value: String, reason: String },
+    #[error("{name} is {value:?}: {reason}")]
+    InvalidSetting {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot open sink {sink}: {source}")]
+    SinkOpen {
+        sink: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "a costtrace recorder is already installed; drop its InitGuard before calling init() again"
+    )]
+    AlreadyInitialized,
+    #[error("no costtrace recorder is installed: call costtrace::init() first")]
+    NotInitialized,
+    #[error(
+        "the recorder did not finish flushing within {0:?}; records still queued are written in the background"
+    )]
+    FlushTimeout(std::time::Duration),
+    #[error("could not start the recorder thread: {0}")]
+    Thread(#[source] std::io::Error),
+}

@@ -1,0 +1,153 @@
+//! Carrying the context through futures: re-entered on every poll, as
+//! `tracing::Instrument` does, so tasks interleaved on one thread, or moved
+//! between threads by a work-stealing runtime, each see their own context.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::context::{self, Context};
+use crate::scope::{ActiveScope, ScopeBuilder};
+
+/// Attaches costtrace context to futures.
+///
+/// ```
+/// use costtrace::FutureExt;
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let cap = costtrace::testing::capture();
+/// let n = async { costtrace::current().get("job_id").map(str::len) }
+///     .in_scope(costtrace::scope("load").attr("job_id", "job-1"))
+///     .await;
+/// assert_eq!(n, Some(5));
+/// assert_eq!(cap.scopes()[0].name, "load");
+/// # });
+/// ```
+pub trait FutureExt: Future + Sized {
+    /// Runs the future inside a new scope, started now as a child of the
+    /// current context and recorded when the future completes (or, if it is
+    /// dropped first, recorded as cancelled).
+    fn in_scope(self, scope: ScopeBuilder) -> InScope<Self> {
+        let active = scope.start();
+        InScope {
+            inner: WithContext::new(self, active.context(), true),
+            active: Some(active),
+        }
+    }
+
+    /// Runs the future in the context current now, wherever it is polled.
+    fn in_current_context(self) -> WithContext<Self> {
+        WithContext::new(self, context::current(), false)
+    }
+
+    /// Runs the future in `ctx`.
+    fn with_context(self, ctx: Context) -> WithContext<Self> {
+        WithContext::new(self, ctx, false)
+    }
+}
+
+impl<F: Future> FutureExt for F {}
+
+pin_project! {
+    /// A future that runs in a given context; see [`FutureExt`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct WithContext<F> {
+        #[pin]
+        inner: F,
+        ctx: Context,
+        watch_panics: bool,
+    }
+}
+
+impl<F> WithContext<F> {
+    pub(crate) fn new(inner: F, ctx: Context, watch_panics: bool) -> Self {
+        WithContext {
+            inner,
+            ctx,
+            watch_panics,
+        }
+    }
+}
+
+/// Restores the previous context when dropped, and when the poll unwinds
+/// marks the innermost scope as panicked.
+struct PollGuard<'a> {
+    prev: Option<Context>,
+    ctx: &'a Context,
+    watch_panics: bool,
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            context::replace_current(prev);
+        }
+        if self.watch_panics
+            && std::thread::panicking()
+            && let Some(frame) = &self.ctx.frame
+            && let Some(s) = &frame.scope
+        {
+            s.set_error_if_none(|| match crate::panic::last_message() {
+                Some(m) => format!("panicked: {m}"),
+                None => "panicked".to_owned(),
+            });
+        }
+    }
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _guard = PollGuard {
+            prev: Some(context::replace_current(this.ctx.clone())),
+            ctx: this.ctx,
+            watch_panics: *this.watch_panics,
+        };
+        this.inner.poll(cx)
+    }
+}
+
+pin_project! {
+    /// A future running inside its own scope; see [`FutureExt::in_scope`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct InScope<F> {
+        #[pin]
+        inner: WithContext<F>,
+        active: Option<ActiveScope>,
+    }
+}
+
+impl<F> InScope<F> {
+    /// A handle on the scope, for counting item outcomes.
+    pub fn scope(&self) -> Option<&crate::ScopeHandle> {
+        self.active.as_ref().map(ActiveScope::handle)
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = this.inner.poll(cx);
+        if out.is_ready()
+            && let Some(active) = this.active.take()
+        {
+            active.complete();
+        }
+        out
+    }
+}
+
+/// Used by `#[tracked]` on async fns: runs `fut` in the scope's context and
+/// marks the scope if a poll panics.
+#[doc(hidden)]
+pub fn __watched<F: Future>(active: &ActiveScope, fut: F) -> WithContext<F> {
+    WithContext::new(fut, active.context(), true)
+}

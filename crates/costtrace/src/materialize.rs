@@ -1,0 +1,122 @@
+//! Turns events into records, on the recorder's thread: flattens attributes,
+//! applies the secrets guard, prices usage.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use costtrace_core::secrets::{guard_attr, redact_text};
+use costtrace_core::{
+    Attrs, Environment, PricingTier, Record, ScopeRecord, Timestamp, UsageRecord, nanos_to_usd,
+    usd_to_nanos,
+};
+
+use crate::context::Frame;
+use crate::dispatch::{Event, UsageEvent};
+use crate::pricing::Pricer;
+
+pub(crate) struct Materializer {
+    pub(crate) environment: Environment,
+    pub(crate) pricer: Pricer,
+}
+
+fn attrs_of(frame: Option<&Frame>) -> Attrs {
+    let mut raw = BTreeMap::new();
+    if let Some(f) = frame {
+        f.flatten_into(&mut raw);
+    }
+    for (k, v) in raw.iter_mut() {
+        let guarded = guard_attr(k, v);
+        if guarded.len() != v.len() || guarded != v.as_str() {
+            *v = guarded.to_owned();
+        }
+    }
+    raw
+}
+
+impl Materializer {
+    pub(crate) fn record(&self, ev: Event) -> Option<Record> {
+        match ev {
+            Event::ScopeEnd { frame, duration } => {
+                let s = frame.scope.as_ref()?;
+                let error_message = s.error_message().map(|m| redact_text(&m));
+                Some(Record::Scope(ScopeRecord {
+                    id: s.id,
+                    parent_id: frame.parent_scope_id,
+                    name: s.name.to_string(),
+                    attrs: attrs_of(Some(&frame)),
+                    environment: self.environment,
+                    started_at: Timestamp(s.started_micros),
+                    duration_ms: duration.as_secs_f64() * 1000.0,
+                    error_occurred: error_message.is_some(),
+                    error_message,
+                    success_count: s.success.load(Ordering::Relaxed),
+                    failure_count: s.failure.load(Ordering::Relaxed),
+                    errors: s
+                        .item_errors()
+                        .into_iter()
+                        .map(|mut e| {
+                            e.error = redact_text(&e.error);
+                            e
+                        })
+                        .collect(),
+                    pricing_tier: frame.tier,
+                    item_count: s.item_count,
+                }))
+            }
+            Event::Usage(u) => Some(Record::Usage(self.usage(*u))),
+            Event::Record(r) => Some(*r),
+        }
+    }
+
+    fn usage(&self, ev: UsageEvent) -> UsageRecord {
+        let UsageEvent {
+            id,
+            micros,
+            frame,
+            usage: u,
+        } = ev;
+        let tier = frame.as_ref().map_or(PricingTier::Standard, |f| f.tier);
+        let reported = u
+            .reported_cost_usd
+            .and_then(usd_to_nanos)
+            .filter(|n| *n >= 0);
+        let mut rec = UsageRecord {
+            id,
+            scope_id: frame.as_ref().and_then(|f| f.scope_id),
+            attrs: attrs_of(frame.as_deref()),
+            environment: self.environment,
+            timestamp: Timestamp(micros),
+            provider: u.provider.map(String::from),
+            model: u.model.map(String::from),
+            service_type: u.service_type.map(String::from),
+            operation: u.operation.map(String::from),
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: u.cache_read_tokens,
+            cache_write_tokens: u.cache_write_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            units: u
+                .units
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v))
+                .collect(),
+            pricing_tier: tier,
+            cost_usd: None,
+            cost_nanos: None,
+            unpriced_reason: None,
+            price_version: None,
+            duration_ms: u.duration.map(|d| d.as_secs_f64() * 1000.0),
+            error_message: u.error.map(|e| redact_text(&e)),
+            partial: u.partial,
+        };
+        match reported {
+            Some(n) => {
+                rec.cost_nanos = Some(n);
+                rec.price_version = Some("reported".to_owned());
+            }
+            None => self.pricer.price(&mut rec),
+        }
+        rec.cost_usd = rec.cost_nanos.map(nanos_to_usd);
+        rec
+    }
+}

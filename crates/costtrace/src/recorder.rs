@@ -1,0 +1,548 @@
+//! The recorder: a bounded queue in front of a background thread that
+//! materializes, prices and writes records in batches.
+//!
+//! Callers only enqueue (a lock-free `try_send`), so recording never blocks on
+//! I/O. When the queue is full the configured [`QueuePolicy`] applies and every
+//! record it drops is counted, logged and readable from [`health`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use costtrace_core::{Environment, Record};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+
+use crate::Error;
+use crate::dispatch::{Dispatch, Event};
+use crate::materialize::Materializer;
+use crate::pricing::Pricer;
+use crate::sink::{Sink, SinkSpec};
+
+/// What to do with a record when the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueuePolicy {
+    /// Drop the new record; count and log it. Never blocks (the default).
+    Drop,
+    /// Wait up to the given time for room, then drop (counted).
+    Block(Duration),
+}
+
+/// Recorder configuration. [`Config::from_env`] reads the environment;
+/// everything can also be set in code.
+///
+/// ```no_run
+/// let _guard = costtrace::Config::new()
+///     .sink("jsonl:./costs.jsonl".parse()?)
+///     .environment(costtrace::Environment::Staging)
+///     .init()?;
+/// # Ok::<(), costtrace::Error>(())
+/// ```
+pub struct Config {
+    sink: SinkSpec,
+    custom_sink: Option<Box<dyn Sink>>,
+    environment: Environment,
+    queue_capacity: usize,
+    batch_size: usize,
+    flush_interval: Duration,
+    shutdown_timeout: Duration,
+    policy: QueuePolicy,
+    max_retry_records: usize,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("sink", &self.sink)
+            .field("environment", &self.environment)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("batch_size", &self.batch_size)
+            .field("flush_interval", &self.flush_interval)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(name: &'static str, hint: &str) -> Result<Option<T>, Error> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::InvalidSetting {
+                    name,
+                    value: v,
+                    reason: hint.to_owned(),
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
+impl Config {
+    /// Defaults: the default sink, `development`, a 65,536-record queue,
+    /// batches of 512 written at least every 200 ms, [`QueuePolicy::Drop`].
+    pub fn new() -> Config {
+        Config {
+            sink: SinkSpec::default_spec(),
+            custom_sink: None,
+            environment: Environment::Development,
+            queue_capacity: 65_536,
+            batch_size: 512,
+            flush_interval: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(5),
+            policy: QueuePolicy::Drop,
+            max_retry_records: 1_000_000,
+        }
+    }
+
+    /// Reads `COSTTRACE_SINK`, `ENVIRONMENT`, `COSTTRACE_QUEUE_CAPACITY`,
+    /// `COSTTRACE_BATCH_SIZE`, `COSTTRACE_FLUSH_INTERVAL_MS` and
+    /// `COSTTRACE_ON_FULL` (`drop` or `block:MILLIS`). A value that cannot be
+    /// understood is an error naming the variable, never a silent default.
+    pub fn from_env() -> Result<Config, Error> {
+        let mut c = Config::new();
+        if let Ok(s) = std::env::var("COSTTRACE_SINK")
+            && !s.trim().is_empty()
+        {
+            c.sink = s.parse()?;
+        }
+        c.environment = Environment::from_env()?;
+        if let Some(n) = env_parse::<usize>(
+            "COSTTRACE_QUEUE_CAPACITY",
+            "a whole number of records, e.g. 65536",
+        )? {
+            c = c.queue_capacity(n);
+        }
+        if let Some(n) = env_parse::<usize>(
+            "COSTTRACE_BATCH_SIZE",
+            "a whole number of records, e.g. 512",
+        )? {
+            c = c.batch_size(n);
+        }
+        if let Some(ms) = env_parse::<u64>("COSTTRACE_FLUSH_INTERVAL_MS", "milliseconds, e.g. 200")?
+        {
+            c = c.flush_interval(Duration::from_millis(ms));
+        }
+        if let Ok(v) = std::env::var("COSTTRACE_ON_FULL") {
+            let v = v.trim().to_owned();
+            let bad = || Error::InvalidSetting {
+                name: "COSTTRACE_ON_FULL",
+                value: v.clone(),
+                reason: "use drop or block:MILLIS".to_owned(),
+            };
+            c.policy = if v == "drop" || v.is_empty() {
+                QueuePolicy::Drop
+            } else if let Some(ms) = v.strip_prefix("block:") {
+                QueuePolicy::Block(Duration::from_millis(ms.parse().map_err(|_| bad())?))
+            } else {
+                return Err(bad());
+            };
+        }
+        Ok(c)
+    }
+
+    pub fn sink(mut self, sink: SinkSpec) -> Self {
+        self.sink = sink;
+        self.custom_sink = None;
+        self
+    }
+
+    /// Writes to a sink of your own.
+    pub fn custom_sink(mut self, sink: impl Sink) -> Self {
+        self.custom_sink = Some(Box::new(sink));
+        self
+    }
+
+    pub fn environment(mut self, env: Environment) -> Self {
+        self.environment = env;
+        self
+    }
+
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    pub fn flush_interval(mut self, d: Duration) -> Self {
+        self.flush_interval = d.max(Duration::from_millis(1));
+        self
+    }
+
+    pub fn on_full(mut self, policy: QueuePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long dropping the [`InitGuard`] waits for the queue to drain.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Installs the global recorder.
+    pub fn init(self) -> Result<InitGuard, Error> {
+        let mut slot = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Err(Error::AlreadyInitialized);
+        }
+        crate::panic::install_hook();
+        let sink = match self.custom_sink {
+            Some(s) => s,
+            None => self.sink.open()?,
+        };
+        let (tx, rx) = bounded(self.queue_capacity);
+        let health = Arc::new(Health::default());
+        let worker = Worker {
+            rx,
+            sink,
+            materializer: Materializer {
+                environment: self.environment,
+                pricer: Pricer::default(),
+            },
+            health: health.clone(),
+            batch_size: self.batch_size,
+            flush_interval: self.flush_interval,
+            max_retry_records: self.max_retry_records,
+            batch: Vec::with_capacity(self.batch_size),
+            retry: Vec::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("costtrace-recorder".to_owned())
+            .spawn(move || worker.run())
+            .map_err(Error::Thread)?;
+        let shared = Arc::new(Shared {
+            tx,
+            health,
+            policy: self.policy,
+        });
+        *slot = Some(shared.clone());
+        ACTIVE.store(true, Ordering::Release);
+        tracing::debug!(environment = %self.environment, "costtrace recorder started");
+        Ok(InitGuard {
+            shared,
+            thread: Some(handle),
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}
+
+/// Installs the global recorder configured from the environment
+/// (`COSTTRACE_SINK`, `ENVIRONMENT`, …; see [`Config::from_env`]). Dropping
+/// the guard flushes what is queued and stops the recorder.
+///
+/// ```no_run
+/// fn main() -> Result<(), costtrace::Error> {
+///     let _costtrace = costtrace::init()?;
+///     // ... the application ...
+///     Ok(())
+/// }
+/// ```
+pub fn init() -> Result<InitGuard, Error> {
+    Config::from_env()?.init()
+}
+
+static GLOBAL: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn global_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+pub(crate) fn dispatch_global(ev: Event) {
+    if let Ok(g) = GLOBAL.read()
+        && let Some(shared) = g.as_ref()
+    {
+        shared.dispatch(ev);
+    }
+}
+
+fn global() -> Option<Arc<Shared>> {
+    GLOBAL.read().ok().and_then(|g| g.clone())
+}
+
+enum Msg {
+    Event(Event),
+    Flush(Sender<()>),
+    Shutdown(Sender<()>),
+}
+
+struct Shared {
+    tx: Sender<Msg>,
+    health: Arc<Health>,
+    policy: QueuePolicy,
+}
+
+impl Dispatch for Shared {
+    fn dispatch(&self, ev: Event) {
+        let res = match self.policy {
+            QueuePolicy::Drop => self
+                .tx
+                .try_send(Msg::Event(ev))
+                .map_err(|e| matches!(e, TrySendError::Full(_))),
+            QueuePolicy::Block(t) => self
+                .tx
+                .send_timeout(Msg::Event(ev), t)
+                .map_err(|e| matches!(e, crossbeam_channel::SendTimeoutError::Timeout(_))),
+        };
+        if let Err(full) = res {
+            let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Log the first drop and then every 10,000th, so a flood of drops
+            // cannot itself become the bottleneck.
+            if n == 1 || n.is_multiple_of(10_000) {
+                let why = if full {
+                    "queue full"
+                } else {
+                    "recorder stopped"
+                };
+                tracing::warn!(dropped_total = n, "costtrace dropped a record: {why}");
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Health {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed_writes: AtomicU64,
+    retry_pending: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// The recorder's own health, readable from code.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecorderHealth {
+    /// Records waiting in the queue.
+    pub queued: u64,
+    /// Records written to the sink.
+    pub written: u64,
+    /// Records dropped because the queue was full (or the recorder stopped).
+    pub dropped: u64,
+    /// Failed write attempts (each kept its batch for a retry).
+    pub failed_writes: u64,
+    /// Records kept after a failed write, waiting to be written again.
+    pub retry_pending: u64,
+    /// The latest write error, if any.
+    pub last_error: Option<String>,
+}
+
+/// The global recorder's health; `None` when none is installed.
+pub fn health() -> Option<RecorderHealth> {
+    let s = global()?;
+    let h = &s.health;
+    Some(RecorderHealth {
+        queued: s.tx.len() as u64,
+        written: h.written.load(Ordering::Relaxed),
+        dropped: h.dropped.load(Ordering::Relaxed),
+        failed_writes: h.failed_writes.load(Ordering::Relaxed),
+        retry_pending: h.retry_pending.load(Ordering::Relaxed),
+        last_error: h.last_error.lock().ok().and_then(|e| e.clone()),
+    })
+}
+
+/// Writes everything queued so far, waiting at most `timeout`.
+pub fn flush_timeout(timeout: Duration) -> Result<(), Error> {
+    let s = global().ok_or(Error::NotInitialized)?;
+    request(&s.tx, Msg::Flush, timeout)
+}
+
+/// Writes everything queued so far, waiting at most five seconds.
+pub fn flush() -> Result<(), Error> {
+    flush_timeout(Duration::from_secs(5))
+}
+
+fn request(tx: &Sender<Msg>, make: fn(Sender<()>) -> Msg, timeout: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    let (ack_tx, ack_rx) = bounded(1);
+    tx.send_deadline(make(ack_tx), deadline)
+        .map_err(|_| Error::FlushTimeout(timeout))?;
+    ack_rx
+        .recv_deadline(deadline)
+        .map_err(|_| Error::FlushTimeout(timeout))
+}
+
+/// Keeps the global recorder installed; dropping it flushes (within the
+/// shutdown timeout) and uninstalls it.
+#[must_use = "the recorder stops when the guard is dropped; bind it: `let _guard = costtrace::init()?;`"]
+pub struct InitGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for InitGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        {
+            let mut slot = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+            if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &self.shared)) {
+                *slot = None;
+                ACTIVE.store(false, Ordering::Release);
+            }
+        }
+        match request(&self.shared.tx, Msg::Shutdown, self.shutdown_timeout) {
+            Ok(()) => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Err(e) => tracing::error!("costtrace: {e}"),
+        }
+    }
+}
+
+struct Worker {
+    rx: Receiver<Msg>,
+    sink: Box<dyn Sink>,
+    materializer: Materializer,
+    health: Arc<Health>,
+    batch_size: usize,
+    flush_interval: Duration,
+    max_retry_records: usize,
+    batch: Vec<Record>,
+    retry: Vec<Record>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.flush_interval;
+        loop {
+            match self.rx.recv_deadline(next_tick) {
+                Ok(Msg::Event(ev)) => {
+                    self.push(ev);
+                    // Drain what is already queued without waiting.
+                    while self.batch.len() < self.batch_size {
+                        match self.rx.try_recv() {
+                            Ok(Msg::Event(ev)) => self.push(ev),
+                            Ok(other) => {
+                                if self.control(other) {
+                                    return;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if self.batch.len() >= self.batch_size {
+                        self.write();
+                    }
+                }
+                Ok(other) => {
+                    if self.control(other) {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.write();
+                    let _ = self.sink.flush();
+                    next_tick = Instant::now() + self.flush_interval;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.write();
+                    let _ = self.sink.flush();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, ev: Event) {
+        if let Some(r) = self.materializer.record(ev) {
+            self.batch.push(r);
+        }
+    }
+
+    /// Handles a flush or shutdown request; true means stop.
+    fn control(&mut self, msg: Msg) -> bool {
+        let (ack, stop) = match msg {
+            Msg::Flush(ack) => (ack, false),
+            Msg::Shutdown(ack) => (ack, true),
+            Msg::Event(ev) => {
+                self.push(ev);
+                return false;
+            }
+        };
+        // Everything enqueued before the request is written before the ack.
+        while let Ok(m) = self.rx.try_recv() {
+            match m {
+                Msg::Event(ev) => {
+                    self.push(ev);
+                    if self.batch.len() >= self.batch_size {
+                        self.write();
+                    }
+                }
+                Msg::Flush(a) | Msg::Shutdown(a) => {
+                    let _ = a.send(());
+                }
+            }
+        }
+        self.write();
+        let _ = self.sink.flush();
+        let _ = ack.send(());
+        stop
+    }
+
+    fn write(&mut self) {
+        if !self.retry.is_empty() {
+            let mut retry = std::mem::take(&mut self.retry);
+            retry.append(&mut self.batch);
+            self.batch = retry;
+        }
+        if self.batch.is_empty() {
+            return;
+        }
+        for chunk_start in (0..self.batch.len()).step_by(self.batch_size.max(1)) {
+            let end = (chunk_start + self.batch_size).min(self.batch.len());
+            let chunk = &self.batch[chunk_start..end];
+            let sink = &mut self.sink;
+            // A sink that panics must not take the recorder down with it.
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.write(chunk)))
+                .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")));
+            if let Err(e) = res {
+                self.health.failed_writes.fetch_add(1, Ordering::Relaxed);
+                let msg = format!("{}: {e}", self.sink.describe());
+                tracing::warn!("costtrace could not write records, will retry: {msg}");
+                if let Ok(mut le) = self.health.last_error.lock() {
+                    *le = Some(msg);
+                }
+                let mut rest = self.batch.split_off(chunk_start);
+                if rest.len() > self.max_retry_records {
+                    let excess = rest.len() - self.max_retry_records;
+                    rest.drain(..excess);
+                    self.health
+                        .dropped
+                        .fetch_add(excess as u64, Ordering::Relaxed);
+                }
+                self.health
+                    .retry_pending
+                    .store(rest.len() as u64, Ordering::Relaxed);
+                self.retry = rest;
+                self.batch.clear();
+                return;
+            }
+            self.health
+                .written
+                .fetch_add((end - chunk_start) as u64, Ordering::Relaxed);
+        }
+        self.health.retry_pending.store(0, Ordering::Relaxed);
+        self.batch.clear();
+    }
+}

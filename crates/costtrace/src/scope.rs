@@ -1,0 +1,478 @@
+//! Scopes: named stretches of work whose attributes every record inside
+//! inherits, recorded when they end.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use compact_str::{CompactString, ToCompactString};
+use costtrace_core::{ItemError, MAX_SCOPE_ERRORS, PricingTier};
+use uuid::Uuid;
+
+use crate::context::{self, Attr, Context, Frame};
+use crate::dispatch::{self, Event};
+use crate::{id, panic};
+
+/// The mutable part of a scope, shared by its guard, its handles and the
+/// recorder (which reads it once the scope has ended).
+pub(crate) struct ScopeData {
+    pub(crate) id: Uuid,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) started_micros: i64,
+    pub(crate) start: Instant,
+    pub(crate) item_count: Option<u64>,
+    pub(crate) continue_on_error: bool,
+    pub(crate) success: AtomicU64,
+    pub(crate) failure: AtomicU64,
+    pub(crate) errors: Mutex<Vec<ItemError>>,
+    pub(crate) error: Mutex<Option<String>>,
+    pub(crate) finished: AtomicBool,
+}
+
+impl ScopeData {
+    pub(crate) fn set_error_if_none(&self, msg: impl FnOnce() -> String) {
+        if let Ok(mut e) = self.error.lock()
+            && e.is_none()
+        {
+            *e = Some(msg());
+        }
+    }
+
+    pub(crate) fn error_message(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    pub(crate) fn item_errors(&self) -> Vec<ItemError> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+/// How a scope ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Normal,
+    Panicked,
+    Cancelled,
+}
+
+/// Records the scope held by `frame`, exactly once.
+pub(crate) fn finish(frame: &Arc<Frame>, ending: Ending) {
+    let Some(s) = frame.scope.as_ref() else {
+        return;
+    };
+    if s.finished.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let duration = s.start.elapsed();
+    match ending {
+        Ending::Normal => {}
+        Ending::Panicked => s.set_error_if_none(|| match panic::last_message() {
+            Some(m) => format!("panicked: {m}"),
+            None => "panicked".to_owned(),
+        }),
+        Ending::Cancelled => s.set_error_if_none(|| {
+            "cancelled: the future was dropped before it completed".to_owned()
+        }),
+    }
+    let d = frame.dispatch.as_ref();
+    if dispatch::enabled(d) {
+        dispatch::send(
+            d,
+            Event::ScopeEnd {
+                frame: frame.clone(),
+                duration,
+            },
+        );
+    }
+}
+
+/// Starts describing a scope. Add attributes, then [`enter`](ScopeBuilder::enter)
+/// it, [`run`](ScopeBuilder::run) a closure in it, or attach it to a future
+/// with [`FutureExt::in_scope`](crate::FutureExt::in_scope).
+///
+/// ```
+/// let cap = costtrace::testing::capture();
+/// {
+///     let _s = costtrace::scope("receipt_processing").attr("job_id", "job-123").enter();
+///     // every usage recorded here carries job_id=job-123
+/// }
+/// let scopes = cap.scopes();
+/// assert_eq!(scopes[0].name, "receipt_processing");
+/// assert_eq!(scopes[0].attrs["job_id"], "job-123");
+/// ```
+pub fn scope(name: impl Into<Cow<'static, str>>) -> ScopeBuilder {
+    ScopeBuilder {
+        name: name.into(),
+        attrs: Vec::new(),
+        tier: None,
+        items: None,
+        continue_on_error: true,
+    }
+}
+
+/// A scope whose usage (nested scopes included) is priced at the batch tier
+/// (seed 000 §6). Sets the `batch_id` attribute.
+///
+/// ```
+/// let cap = costtrace::testing::capture();
+/// costtrace::batch_scope("batch-123").items(100).run(|| {
+///     assert_eq!(costtrace::current().tier(), costtrace::PricingTier::Batch);
+/// });
+/// assert_eq!(cap.scopes()[0].item_count, Some(100));
+/// ```
+pub fn batch_scope(batch_id: impl fmt::Display) -> ScopeBuilder {
+    scope("batch")
+        .attr("batch_id", batch_id)
+        .tier(PricingTier::Batch)
+}
+
+/// A scope being described; see [`scope`].
+#[must_use = "a scope builder does nothing until it is entered, run or attached to a future"]
+pub struct ScopeBuilder {
+    name: Cow<'static, str>,
+    attrs: Vec<Attr>,
+    tier: Option<PricingTier>,
+    items: Option<u64>,
+    continue_on_error: bool,
+}
+
+impl fmt::Debug for ScopeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeBuilder")
+            .field("name", &self.name)
+            .field("attrs", &self.attrs)
+            .field("tier", &self.tier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScopeBuilder {
+    /// Sets an attribute; inherited by everything inside the scope. A later
+    /// value for the same key wins.
+    pub fn attr(mut self, key: impl AsRef<str>, value: impl fmt::Display) -> Self {
+        self.attrs
+            .push((CompactString::new(key.as_ref()), value.to_compact_string()));
+        self
+    }
+
+    /// Sets several attributes.
+    pub fn attrs<K: AsRef<str>, V: fmt::Display>(
+        mut self,
+        attrs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let it = attrs.into_iter();
+        self.attrs.reserve(it.size_hint().0);
+        for (k, v) in it {
+            self.attrs
+                .push((CompactString::new(k.as_ref()), v.to_compact_string()));
+        }
+        self
+    }
+
+    /// Sets an attribute when `value` is `Some`.
+    pub fn attr_opt(self, key: impl AsRef<str>, value: Option<impl fmt::Display>) -> Self {
+        match value {
+            Some(v) => self.attr(key, v),
+            None => self,
+        }
+    }
+
+    /// The pricing tier for usage inside this scope (inherited by children).
+    pub fn tier(mut self, tier: PricingTier) -> Self {
+        self.tier = Some(tier);
+        self
+    }
+
+    /// How many items the scope processes (recorded as `item_count`).
+    pub fn items(mut self, n: u64) -> Self {
+        self.items = Some(n);
+        self
+    }
+
+    /// With `false`, the first [`failure`](ScopeGuard::failure) marks the
+    /// scope failed and `failure` answers that processing should stop.
+    /// Default `true` (seed 000 §8).
+    pub fn continue_on_error(mut self, yes: bool) -> Self {
+        self.continue_on_error = yes;
+        self
+    }
+
+    /// Starts the scope without entering it. The parent is the current context.
+    pub(crate) fn start(self) -> ActiveScope {
+        let micros = id::now_micros();
+        let data = ScopeData {
+            id: id::v7_at(micros),
+            name: self.name,
+            started_micros: micros,
+            start: Instant::now(),
+            item_count: self.items,
+            continue_on_error: self.continue_on_error,
+            success: AtomicU64::new(0),
+            failure: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+            finished: AtomicBool::new(false),
+        };
+        let frame = context::with_current(|cur| {
+            Frame::child(
+                cur.frame.as_ref(),
+                self.attrs.into_boxed_slice(),
+                Some(data),
+                self.tier,
+                None,
+            )
+        });
+        ActiveScope {
+            handle: ScopeHandle {
+                frame: Arc::new(frame),
+            },
+        }
+    }
+
+    /// Starts the scope and makes it current until the guard drops; the scope
+    /// is recorded then, also when unwinding from a panic.
+    pub fn enter(self) -> ScopeGuard {
+        let active = self.start();
+        let prev = context::replace_current(active.context());
+        ScopeGuard {
+            active,
+            prev: Some(prev),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Runs `f` inside the scope.
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        let _g = self.enter();
+        f()
+    }
+}
+
+/// A handle on a running scope, for reporting item outcomes from anywhere
+/// inside it (also from async code, where no guard is held).
+#[derive(Clone)]
+pub struct ScopeHandle {
+    pub(crate) frame: Arc<Frame>,
+}
+
+impl fmt::Debug for ScopeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeHandle")
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
+impl ScopeHandle {
+    fn data(&self) -> Option<&ScopeData> {
+        self.frame.scope.as_ref()
+    }
+
+    /// The scope's record id.
+    pub fn id(&self) -> Uuid {
+        self.data().map(|d| d.id).unwrap_or_default()
+    }
+
+    /// The scope's name.
+    pub fn name(&self) -> &str {
+        self.data().map_or("", |d| &d.name)
+    }
+
+    /// Counts one item processed successfully.
+    pub fn success(&self) {
+        if let Some(d) = self.data() {
+            d.success.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one failed item and keeps its error (the first
+    /// [`MAX_SCOPE_ERRORS`] are kept; all are counted). Returns whether
+    /// processing should continue: always `true` unless the scope was built
+    /// with `continue_on_error(false)`, in which case the scope is marked
+    /// failed and the answer is `false`.
+    pub fn failure(&self, item: impl fmt::Display, error: impl fmt::Display) -> bool {
+        let Some(d) = self.data() else { return true };
+        d.failure.fetch_add(1, Ordering::Relaxed);
+        let item = item.to_string();
+        let error = error.to_string();
+        if !d.continue_on_error {
+            d.set_error_if_none(|| format!("item {item} failed: {error}"));
+        }
+        if let Ok(mut errs) = d.errors.lock()
+            && errs.len() < MAX_SCOPE_ERRORS
+        {
+            errs.push(ItemError { item, error });
+        }
+        d.continue_on_error
+    }
+
+    /// Marks the scope failed with `message` (the first message wins).
+    pub fn fail(&self, message: impl fmt::Display) {
+        if let Some(d) = self.data() {
+            d.set_error_if_none(|| message.to_string());
+        }
+    }
+
+    /// Successes counted so far.
+    pub fn success_count(&self) -> u64 {
+        self.data().map_or(0, |d| d.success.load(Ordering::Relaxed))
+    }
+
+    /// Failures counted so far.
+    pub fn failure_count(&self) -> u64 {
+        self.data().map_or(0, |d| d.failure.load(Ordering::Relaxed))
+    }
+
+    /// The scope's context (its attributes and those it inherited).
+    pub fn context(&self) -> Context {
+        Context {
+            frame: Some(self.frame.clone()),
+        }
+    }
+}
+
+/// The innermost running scope of the current context, if any.
+pub fn current_scope() -> Option<ScopeHandle> {
+    context::with_current(|ctx| {
+        let mut f = ctx.frame.as_ref();
+        while let Some(frame) = f {
+            if frame.scope.is_some() {
+                return Some(ScopeHandle {
+                    frame: frame.clone(),
+                });
+            }
+            f = frame.parent.as_ref();
+        }
+        None
+    })
+}
+
+/// A started scope that is not bound to a thread: recorded when completed or
+/// dropped (a drop before completion records it as cancelled). Used by the
+/// future wrappers and `#[tracked]`.
+#[must_use = "the scope is recorded as cancelled when this is dropped"]
+pub struct ActiveScope {
+    handle: ScopeHandle,
+}
+
+impl fmt::Debug for ActiveScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveScope")
+            .field("id", &self.handle.id())
+            .finish()
+    }
+}
+
+impl ActiveScope {
+    pub fn handle(&self) -> &ScopeHandle {
+        &self.handle
+    }
+
+    pub fn context(&self) -> Context {
+        self.handle.context()
+    }
+
+    /// Records the scope as ended normally (plus any error set on it).
+    pub fn complete(self) {
+        finish(&self.handle.frame, Ending::Normal);
+    }
+
+    /// Records the scope, failed with `error` when it is `Some`.
+    pub fn complete_with(self, error: Option<String>) {
+        if let (Some(e), Some(d)) = (error, self.handle.data()) {
+            d.set_error_if_none(|| e);
+        }
+        self.complete();
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.handle
+            .data()
+            .map_or(Duration::ZERO, |d| d.start.elapsed())
+    }
+}
+
+impl Drop for ActiveScope {
+    fn drop(&mut self) {
+        let ending = if std::thread::panicking() {
+            Ending::Panicked
+        } else {
+            Ending::Cancelled
+        };
+        finish(&self.handle.frame, ending);
+    }
+}
+
+/// An entered scope: current until dropped, then recorded (also while
+/// unwinding from a panic, with `error_occurred` set).
+///
+/// Not `Send`: it restores the thread's previous context when dropped. Across
+/// `.await`, use [`FutureExt::in_scope`](crate::FutureExt::in_scope).
+#[must_use = "the scope ends as soon as the guard is dropped; bind it: `let _scope = ...`"]
+pub struct ScopeGuard {
+    active: ActiveScope,
+    prev: Option<Context>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for ScopeGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeGuard")
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
+impl ScopeGuard {
+    /// The scope's record id.
+    pub fn id(&self) -> Uuid {
+        self.active.handle.id()
+    }
+
+    /// A handle that can be sent to other threads or tasks.
+    pub fn handle(&self) -> ScopeHandle {
+        self.active.handle.clone()
+    }
+
+    /// The scope's context.
+    pub fn context(&self) -> Context {
+        self.active.context()
+    }
+
+    /// Counts one item processed successfully.
+    pub fn success(&self) {
+        self.active.handle.success();
+    }
+
+    /// Counts one failed item; see [`ScopeHandle::failure`].
+    pub fn failure(&self, item: impl fmt::Display, error: impl fmt::Display) -> bool {
+        self.active.handle.failure(item, error)
+    }
+
+    /// Marks the scope failed with `message`.
+    pub fn fail(&self, message: impl fmt::Display) {
+        self.active.handle.fail(message);
+    }
+
+    /// Time since the scope started.
+    pub fn elapsed(&self) -> Duration {
+        self.active.elapsed()
+    }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            context::replace_current(prev);
+        }
+        let ending = if std::thread::panicking() {
+            Ending::Panicked
+        } else {
+            Ending::Normal
+        };
+        finish(&self.active.handle.frame, ending);
+    }
+}

@@ -1,0 +1,205 @@
+//! Sinks: where the recorder writes records.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use costtrace_core::Record;
+
+/// A destination for records. Called only from the recorder's background
+/// thread, with batches; an error keeps the batch for a retry.
+pub trait Sink: Send + 'static {
+    /// Writes a batch. Must be idempotent by record id where the destination
+    /// allows it: a batch may be written again after an error.
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
+
+    /// Makes everything written so far durable.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// A short description for logs and errors (`jsonl:/var/log/ct.jsonl`).
+    fn describe(&self) -> String;
+}
+
+/// A sink failed to write.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub message: String,
+}
+
+impl SinkError {
+    pub fn new(message: impl Into<String>) -> Self {
+        SinkError {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<io::Error> for SinkError {
+    fn from(e: io::Error) -> Self {
+        SinkError::new(e.to_string())
+    }
+}
+
+/// A sink named by a string, as in `COSTTRACE_SINK`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SinkSpec {
+    /// `jsonl:PATH`: one JSON record per line, appended.
+    Jsonl(PathBuf),
+    /// `stdout`: JSON lines on standard output.
+    Stdout,
+    /// `none`: records are made and discarded (benchmarks, dry runs).
+    None,
+}
+
+impl SinkSpec {
+    /// The sink used when `COSTTRACE_SINK` is not set.
+    pub fn default_spec() -> SinkSpec {
+        SinkSpec::Jsonl(PathBuf::from("costtrace.jsonl"))
+    }
+
+    pub(crate) fn open(&self) -> Result<Box<dyn Sink>, crate::Error> {
+        Ok(match self {
+            SinkSpec::Jsonl(path) => {
+                Box::new(
+                    JsonlSink::open(path).map_err(|source| crate::Error::SinkOpen {
+                        sink: self.to_string(),
+                        source,
+                    })?,
+                )
+            }
+            SinkSpec::Stdout => Box::new(JsonlSink::stdout()),
+            SinkSpec::None => Box::new(NullSink),
+        })
+    }
+}
+
+impl fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+            SinkSpec::Stdout => f.write_str("stdout"),
+            SinkSpec::None => f.write_str("none"),
+        }
+    }
+}
+
+impl FromStr for SinkSpec {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| crate::Error::InvalidSink {
+            value: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("jsonl:") {
+            if path.is_empty() {
+                return Err(bad("jsonl needs a file path, e.g. jsonl:./costtrace.jsonl"));
+            }
+            return Ok(SinkSpec::Jsonl(PathBuf::from(path)));
+        }
+        match s {
+            "stdout" => Ok(SinkSpec::Stdout),
+            "none" | "null" => Ok(SinkSpec::None),
+            _ => Err(bad("unknown sink; use jsonl:PATH, stdout or none")),
+        }
+    }
+}
+
+/// JSON Lines to a file (appended) or to standard output.
+pub struct JsonlSink {
+    out: BufWriter<Box<dyn Write + Send>>,
+    name: String,
+    line: Vec<u8>,
+}
+
+impl fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl JsonlSink {
+    /// Opens (creating or appending to) `path`, creating missing directories.
+    pub fn open(path: &Path) -> io::Result<JsonlSink> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file: File = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JsonlSink {
+            out: BufWriter::with_capacity(64 * 1024, Box::new(file)),
+            name: format!("jsonl:{}", path.display()),
+            line: Vec::with_capacity(1024),
+        })
+    }
+
+    pub fn stdout() -> JsonlSink {
+        JsonlSink {
+            out: BufWriter::new(Box::new(io::stdout())),
+            name: "stdout".to_owned(),
+            line: Vec::with_capacity(1024),
+        }
+    }
+}
+
+impl Sink for JsonlSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        // Serialize the whole batch first so that a failure leaves no half batch.
+        self.line.clear();
+        for r in records {
+            serde_json::to_writer(&mut self.line, r).map_err(|e| SinkError::new(e.to_string()))?;
+            self.line.push(b'\n');
+        }
+        self.out.write_all(&self.line)?;
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// Discards records.
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn write(&mut self, _records: &[Record]) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "none".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sink_specs_with_clear_errors() {
+        assert_eq!(
+            "jsonl:/tmp/x.jsonl".parse::<SinkSpec>().unwrap(),
+            SinkSpec::Jsonl("/tmp/x.jsonl".into())
+        );
+        assert_eq!("stdout".parse::<SinkSpec>().unwrap(), SinkSpec::Stdout);
+        let e = "kafka://x".parse::<SinkSpec>().unwrap_err().to_string();
+        assert!(e.contains("kafka://x") && e.contains("jsonl:PATH"), "{e}");
+        assert!("jsonl:".parse::<SinkSpec>().is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! `Usage`: one AI call or one use of a paid service, and `record()`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::context;
+use crate::dispatch::{self, Event, UsageEvent};
+use crate::id;
+
+/// One AI call (provider, model, tokens) or one use of a paid non-AI service
+/// (service type and named units). Build it, then pass it to [`record`].
+///
+/// Unknown counts stay unset: an unset count is "unknown", never zero.
+///
+/// ```
+/// use costtrace::Usage;
+/// let chat = Usage::llm("openai", "gpt-4o")
+///     .operation("chat")
+///     .input_tokens(1200)
+///     .cache_read_tokens(1000)
+///     .output_tokens(300);
+/// let pages = Usage::service("file_processor").units("pages", 10);
+/// # let _ = (chat, pages);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub(crate) provider: Option<Cow<'static, str>>,
+    pub(crate) model: Option<Cow<'static, str>>,
+    pub(crate) service_type: Option<Cow<'static, str>>,
+    pub(crate) operation: Option<Cow<'static, str>>,
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cache_read_tokens: Option<u64>,
+    pub(crate) cache_write_tokens: Option<u64>,
+    pub(crate) reasoning_tokens: Option<u64>,
+    pub(crate) units: Vec<(Cow<'static, str>, u64)>,
+    pub(crate) duration: Option<Duration>,
+    pub(crate) error: Option<String>,
+    pub(crate) reported_cost_usd: Option<f64>,
+    pub(crate) partial: bool,
+}
+
+impl Usage {
+    /// An AI model call.
+    pub fn llm(
+        provider: impl Into<Cow<'static, str>>,
+        model: impl Into<Cow<'static, str>>,
+    ) -> Usage {
+        Usage {
+            provider: Some(provider.into()),
+            model: Some(model.into()),
+            ..Usage::default()
+        }
+    }
+
+    /// A paid non-AI service use, priced per unit (seed 004: `file_processor`
+    /// per page, `transformer` per chunk).
+    pub fn service(service_type: impl Into<Cow<'static, str>>) -> Usage {
+        Usage {
+            service_type: Some(service_type.into()),
+            ..Usage::default()
+        }
+    }
+
+    /// What kind of call: `chat`, `embedding`, `responses`, …
+    pub fn operation(mut self, op: impl Into<Cow<'static, str>>) -> Self {
+        self.operation = Some(op.into());
+        self
+    }
+
+    /// All prompt tokens, cached ones included.
+    pub fn input_tokens(mut self, n: u64) -> Self {
+        self.input_tokens = Some(n);
+        self
+    }
+
+    pub fn output_tokens(mut self, n: u64) -> Self {
+        self.output_tokens = Some(n);
+        self
+    }
+
+    /// Prompt tokens read from the provider's cache (a part of `input_tokens`).
+    pub fn cache_read_tokens(mut self, n: u64) -> Self {
+        self.cache_read_tokens = Some(n);
+        self
+    }
+
+    /// Prompt tokens written to the provider's cache (a part of `input_tokens`).
+    pub fn cache_write_tokens(mut self, n: u64) -> Self {
+        self.cache_write_tokens = Some(n);
+        self
+    }
+
+    /// Reasoning tokens (a part of `output_tokens`).
+    pub fn reasoning_tokens(mut self, n: u64) -> Self {
+        self.reasoning_tokens = Some(n);
+        self
+    }
+
+    /// A named unit count for a service: `.units("pages", 10)`. Repeating a
+    /// unit name replaces its count.
+    pub fn units(mut self, name: impl Into<Cow<'static, str>>, n: u64) -> Self {
+        let name = name.into();
+        match self.units.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = n,
+            None => self.units.push((name, n)),
+        }
+        self
+    }
+
+    pub fn duration(mut self, d: Duration) -> Self {
+        self.duration = Some(d);
+        self
+    }
+
+    /// The call failed with `msg` (credentials in it are redacted).
+    pub fn error(mut self, msg: impl Into<String>) -> Self {
+        self.error = Some(msg.into());
+        self
+    }
+
+    /// A cost reported by the provider itself; kept instead of the catalogue's.
+    pub fn cost_usd(mut self, usd: f64) -> Self {
+        self.reported_cost_usd = Some(usd);
+        self
+    }
+
+    /// The counts are known to be incomplete (for example a stream cut short).
+    pub fn partial(mut self, yes: bool) -> Self {
+        self.partial = yes;
+        self
+    }
+}
+
+/// Records one usage, stamped with the current context, scope, pricing tier
+/// and environment. Returns the record's id.
+///
+/// Never blocks on I/O and never panics: the record is queued for the
+/// recorder's background thread, which prices and writes it. With no recorder
+/// installed (no [`crate::init`], no capture) it does nothing.
+pub fn record(usage: Usage) -> Uuid {
+    let micros = id::now_micros();
+    let id = id::v7_at(micros);
+    context::with_current(|ctx| {
+        let d = ctx.dispatch();
+        if dispatch::enabled(d) {
+            dispatch::send(
+                d,
+                Event::Usage(Box::new(UsageEvent {
+                    id,
+                    micros,
+                    frame: ctx.frame.clone(),
+                    usage,
+                })),
+            );
+        }
+    });
+    id
+}

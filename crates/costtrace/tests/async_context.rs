@@ -1,0 +1,148 @@
+//! Per-task isolation on a multi-thread runtime, and the spawn helpers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use costtrace::testing::capture;
+use costtrace::{FutureExt, Usage, current, scope};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn ten_thousand_interleaved_tasks_never_see_each_other() {
+    rt().block_on(async {
+        let cap = capture();
+        let mut handles = Vec::new();
+        for i in 0..10_000u64 {
+            let task = async move {
+                for step in 0..3 {
+                    assert_eq!(
+                        current().get("task"),
+                        Some(i.to_string().as_str()),
+                        "before yield {step}"
+                    );
+                    if i % 7 == 0 {
+                        tokio::time::sleep(Duration::from_micros(50)).await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                costtrace::record(Usage::service("transformer").units("chunks", i));
+                current().get("task").map(String::from)
+            }
+            .in_scope(scope("task").attr("task", i));
+            handles.push(costtrace::spawn(task));
+        }
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.await.unwrap(), Some(i.to_string()));
+        }
+        let usages = cap.usages();
+        assert_eq!(usages.len(), 10_000);
+        for u in usages {
+            assert_eq!(u.attrs["task"], u.units["chunks"].to_string());
+        }
+        assert_eq!(cap.scopes().len(), 10_000);
+    });
+}
+
+#[test]
+fn spawn_carries_context_and_bare_tokio_spawn_does_not() {
+    rt().block_on(async {
+        let _req = costtrace::with_context([("tenant_id", "acme")]);
+        let carried = costtrace::spawn(async { current().get("tenant_id").map(String::from) });
+        let bare = tokio::spawn(async { current().get("tenant_id").map(String::from) });
+        let blocking = costtrace::spawn_blocking(|| current().get("tenant_id").map(String::from));
+        let manual = tokio::spawn(
+            async { current().get("tenant_id").map(String::from) }.in_current_context(),
+        );
+        assert_eq!(carried.await.unwrap().as_deref(), Some("acme"));
+        assert_eq!(bare.await.unwrap(), None);
+        assert_eq!(blocking.await.unwrap().as_deref(), Some("acme"));
+        assert_eq!(manual.await.unwrap().as_deref(), Some("acme"));
+    });
+}
+
+#[test]
+fn in_scope_nests_under_the_current_scope_and_records_on_completion() {
+    rt().block_on(async {
+        let cap = capture();
+        async {
+            async {
+                costtrace::record(Usage::llm("anthropic", "claude-3-5-haiku").output_tokens(3))
+            }
+            .in_scope(scope("inner"))
+            .await;
+        }
+        .in_scope(scope("outer").attr("job_id", "j"))
+        .await;
+        let outer = cap.scope("outer").unwrap();
+        let inner = cap.scope("inner").unwrap();
+        assert_eq!(inner.parent_id, Some(outer.id));
+        assert_eq!(inner.attrs["job_id"], "j");
+        assert_eq!(cap.usages()[0].scope_id, Some(inner.id));
+    });
+}
+
+#[test]
+fn a_dropped_future_records_its_scope_as_cancelled() {
+    rt().block_on(async {
+        let cap = capture();
+        let slow = tokio::time::sleep(Duration::from_secs(60)).in_scope(scope("slow_call"));
+        let r = tokio::time::timeout(Duration::from_millis(20), slow).await;
+        assert!(r.is_err());
+        let s = cap.scope("slow_call").unwrap();
+        assert!(s.error_occurred);
+        assert!(s.error_message.unwrap().starts_with("cancelled"));
+    });
+}
+
+#[test]
+fn a_panicking_task_marks_its_scope() {
+    rt().block_on(async {
+        let cap = capture();
+        let h = costtrace::spawn(
+            async {
+                tokio::task::yield_now().await;
+                panic!("model returned garbage");
+            }
+            .in_scope(scope("parse_reply")),
+        );
+        assert!(h.await.is_err());
+        let s = cap.scope("parse_reply").unwrap();
+        assert!(s.error_occurred);
+        assert_eq!(
+            s.error_message.as_deref(),
+            Some("panicked: model returned garbage")
+        );
+    });
+}
+
+#[test]
+fn item_outcomes_can_be_counted_from_async_code() {
+    rt().block_on(async {
+        let cap = capture();
+        async {
+            let h = costtrace::current_scope().unwrap();
+            for i in 0..5 {
+                tokio::task::yield_now().await;
+                if i == 3 {
+                    h.failure(i, "bad item");
+                } else {
+                    h.success();
+                }
+            }
+        }
+        .in_scope(scope("items"))
+        .await;
+        let s = cap.scope("items").unwrap();
+        assert_eq!((s.success_count, s.failure_count), (4, 1));
+        assert!(!s.error_occurred);
+    });
+}

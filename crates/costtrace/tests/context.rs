@@ -1,0 +1,157 @@
+//! Nesting, inheritance and isolation of the synchronous context.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use costtrace::testing::capture;
+use costtrace::{Usage, current, scope, with_context};
+
+#[test]
+fn nested_scopes_inherit_attributes_and_link_parents() {
+    let cap = capture();
+    {
+        let parent = scope("parent_operation")
+            .attr("job_id", "job-1")
+            .attr("stage", "a")
+            .enter();
+        assert_eq!(current().scope_id(), Some(parent.id()));
+        {
+            let child = scope("child_operation").attr("stage", "b").enter();
+            let ctx = current();
+            assert_eq!(ctx.get("job_id"), Some("job-1"), "child inherits");
+            assert_eq!(ctx.get("stage"), Some("b"), "child overrides");
+            assert_eq!(ctx.scope_id(), Some(child.id()));
+            assert_eq!(ctx.parent_scope_id(), Some(parent.id()));
+            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(5));
+        }
+        assert_eq!(current().get("stage"), Some("a"), "parent value restored");
+    }
+    assert!(current().get("job_id").is_none());
+
+    let parent = cap.scope("parent_operation").unwrap();
+    let child = cap.scope("child_operation").unwrap();
+    assert_eq!(parent.parent_id, None);
+    assert_eq!(child.parent_id, Some(parent.id));
+    assert_eq!(child.attrs["job_id"], "job-1");
+    assert_eq!(child.attrs["stage"], "b");
+    assert_eq!(parent.attrs["stage"], "a");
+    // The child ends first, so it is recorded first.
+    let names: Vec<_> = cap.scopes().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["child_operation", "parent_operation"]);
+    let u = &cap.usages()[0];
+    assert_eq!(u.scope_id, Some(child.id));
+    assert_eq!(u.attrs["job_id"], "job-1");
+    assert_eq!(u.attrs["stage"], "b");
+}
+
+#[test]
+fn scope_records_duration_and_start() {
+    let cap = capture();
+    scope("sleepy").run(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+    let s = cap.scope("sleepy").unwrap();
+    assert!(
+        s.duration_ms >= 19.0 && s.duration_ms < 2_000.0,
+        "{}",
+        s.duration_ms
+    );
+    assert!(!s.error_occurred);
+    let age_us = costtrace_core::Timestamp::now().0 - s.started_at.0;
+    assert!(
+        (0..5_000_000).contains(&age_us),
+        "started_at is now-ish: {age_us}"
+    );
+    assert_eq!(s.id.get_version_num(), 7);
+}
+
+#[test]
+fn request_context_set_get_clear() {
+    let _outer = with_context([("tenant_id", "acme-corp"), ("user_id", "user_123")]);
+    let ctx = costtrace::get_context();
+    assert_eq!(ctx.get("tenant_id"), Some("acme-corp"));
+    assert_eq!(ctx.get_or("missing", "default"), "default");
+    assert!(ctx.scope_id().is_none(), "with_context starts no scope");
+    {
+        let _cleared = costtrace::clear_context();
+        assert!(current().get("tenant_id").is_none());
+        {
+            let _inner = with_context([("tenant_id", "globex")]);
+            assert_eq!(current().get("tenant_id"), Some("globex"));
+        }
+    }
+    assert_eq!(
+        current().get("tenant_id"),
+        Some("acme-corp"),
+        "restored after clear"
+    );
+}
+
+#[test]
+fn context_survives_a_panic_and_is_restored() {
+    let _outer = with_context([("tenant_id", "acme")]);
+    let r = std::panic::catch_unwind(|| {
+        let _s = scope("boom").attr("tenant_id", "other").enter();
+        panic!("kaboom");
+    });
+    assert!(r.is_err());
+    assert_eq!(current().get("tenant_id"), Some("acme"));
+}
+
+#[test]
+fn ten_threads_are_isolated() {
+    let cap = capture();
+    let ctx = cap.context();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(10));
+    let handles: Vec<_> = (0..10)
+        .map(|i| {
+            let barrier = barrier.clone();
+            let ctx = ctx.clone();
+            std::thread::spawn(move || {
+                ctx.run(|| {
+                    let _s = scope(format!("worker_{i}")).attr("worker", i).enter();
+                    barrier.wait();
+                    for _ in 0..100 {
+                        assert_eq!(current().get("worker"), Some(i.to_string().as_str()));
+                        costtrace::record(Usage::service("transformer").units("chunks", i));
+                        std::thread::yield_now();
+                    }
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let usages = cap.usages();
+    assert_eq!(usages.len(), 1000);
+    for u in &usages {
+        assert_eq!(u.attrs["worker"], u.units["chunks"].to_string());
+    }
+    assert_eq!(cap.scopes().len(), 10);
+}
+
+#[test]
+fn a_bare_thread_starts_empty_but_wrap_carries_the_context() {
+    let _s = scope("parent").attr("tenant_id", "acme").enter();
+    let bare = std::thread::spawn(|| current().get("tenant_id").map(String::from))
+        .join()
+        .unwrap();
+    assert_eq!(bare, None);
+    let wrapped =
+        std::thread::spawn(current().wrap(|| current().get("tenant_id").map(String::from)))
+            .join()
+            .unwrap();
+    assert_eq!(wrapped.as_deref(), Some("acme"));
+}
+
+#[test]
+fn a_context_with_many_attributes_reads_and_records_them_all() {
+    let cap = capture();
+    let mut b = scope("big");
+    for i in 0..1000 {
+        b = b.attr(format!("key_{i}"), i);
+    }
+    let g = b.enter();
+    assert_eq!(current().get("key_0"), Some("0"));
+    assert_eq!(current().get("key_999"), Some("999"));
+    drop(g);
+    assert_eq!(cap.scope("big").unwrap().attrs.len(), 1000);
+}

@@ -1,0 +1,270 @@
+//! The global recorder: JSON Lines sink, environment, flushing, never
+//! blocking, never losing a batch to a failed write. One test binary, tests
+//! serialized: there is one global recorder per process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use costtrace::sink::{Sink, SinkError, SinkSpec};
+use costtrace::{Config, Environment, QueuePolicy, Record, Usage, scope};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_jsonl(path: &std::path::Path) -> Vec<Record> {
+    let f = std::fs::File::open(path).unwrap();
+    std::io::BufReader::new(f)
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn jsonl_sink_gets_every_record_by_the_time_the_guard_drops() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/costs.jsonl");
+    let guard = Config::new()
+        .sink(SinkSpec::Jsonl(path.clone()))
+        .environment(Environment::Staging)
+        .flush_interval(Duration::from_secs(3600))
+        .init()
+        .unwrap();
+    scope("receipt_processing")
+        .attr("job_id", "job-123")
+        .run(|| {
+            for i in 0..1000 {
+                costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
+            }
+        });
+    drop(guard);
+    let records = read_jsonl(&path);
+    assert_eq!(records.len(), 1001);
+    let scope_rec = records.iter().find_map(Record::as_scope).unwrap();
+    let usages: Vec<_> = records.iter().filter_map(Record::as_usage).collect();
+    assert_eq!(usages.len(), 1000);
+    assert!(usages.iter().all(|u| u.environment == Environment::Staging));
+    assert!(usages.iter().all(|u| u.scope_id == Some(scope_rec.id)));
+    assert!(usages.iter().all(|u| u.attrs["job_id"] == "job-123"));
+    let mut tokens: Vec<u64> = usages.iter().map(|u| u.input_tokens.unwrap()).collect();
+    tokens.sort_unstable();
+    assert_eq!(tokens, (0..1000).collect::<Vec<_>>());
+    assert!(
+        costtrace::health().is_none(),
+        "uninstalled after the guard drops"
+    );
+}
+
+#[test]
+fn flush_makes_records_durable_while_running() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("costs.jsonl");
+    let _guard = Config::new()
+        .sink(SinkSpec::Jsonl(path.clone()))
+        .flush_interval(Duration::from_secs(3600))
+        .init()
+        .unwrap();
+    costtrace::record(Usage::service("file_processor").units("pages", 10));
+    costtrace::flush().unwrap();
+    let recs = read_jsonl(&path);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].as_usage().unwrap().units["pages"], 10);
+    let h = costtrace::health().unwrap();
+    assert_eq!((h.written, h.dropped, h.queued), (1, 0, 0));
+}
+
+#[test]
+fn a_second_init_is_an_error_not_a_silent_replacement() {
+    let _s = serial();
+    let _g = Config::new().sink(SinkSpec::None).init().unwrap();
+    let e = Config::new().sink(SinkSpec::None).init().unwrap_err();
+    assert!(matches!(e, costtrace::Error::AlreadyInitialized), "{e}");
+}
+
+/// A sink that blocks until released.
+struct Gate {
+    open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    written: Arc<AtomicUsize>,
+}
+
+impl Sink for Gate {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        let (m, cv) = &*self.open;
+        let mut open = m.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        self.written.fetch_add(records.len(), Ordering::SeqCst);
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "gate".into()
+    }
+}
+
+#[test]
+fn recording_never_blocks_on_a_stuck_sink_and_counts_every_drop() {
+    let _s = serial();
+    let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let written = Arc::new(AtomicUsize::new(0));
+    let guard = Config::new()
+        .custom_sink(Gate {
+            open: open.clone(),
+            written: written.clone(),
+        })
+        .queue_capacity(100)
+        .batch_size(10)
+        .init()
+        .unwrap();
+    // If record() blocked on the stuck sink this thread would never finish.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for i in 0..10_000 {
+            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
+        }
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("record() blocked on a stuck sink");
+    let h = costtrace::health().unwrap();
+    assert!(h.queued <= 100, "{h:?}");
+    assert!(h.dropped >= 10_000 - 100 - 10, "drops are counted: {h:?}");
+    // Release the sink: everything that was accepted is written.
+    *open.0.lock().unwrap() = true;
+    open.1.notify_all();
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!(h.written + h.dropped, 10_000, "{h:?}");
+    assert_eq!(written.load(Ordering::SeqCst) as u64, h.written);
+    drop(guard);
+}
+
+#[test]
+fn block_policy_waits_for_room_instead_of_dropping() {
+    let _s = serial();
+    let written = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new((Mutex::new(true), std::sync::Condvar::new()));
+    let guard = Config::new()
+        .custom_sink(Gate {
+            open,
+            written: written.clone(),
+        })
+        .queue_capacity(16)
+        .on_full(QueuePolicy::Block(Duration::from_secs(30)))
+        .init()
+        .unwrap();
+    for i in 0..5_000 {
+        costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
+    }
+    costtrace::flush().unwrap();
+    assert_eq!(costtrace::health().unwrap().dropped, 0);
+    assert_eq!(written.load(Ordering::SeqCst), 5_000);
+    drop(guard);
+}
+
+/// Fails its first `fail_first` writes, panics once, then works.
+struct Flaky {
+    calls: usize,
+    fail_first: usize,
+    seen: Arc<Mutex<Vec<uuid::Uuid>>>,
+}
+
+impl Sink for Flaky {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        self.calls += 1;
+        if self.calls <= self.fail_first {
+            return Err(SinkError::new("database is down"));
+        }
+        if self.calls == self.fail_first + 1 {
+            panic!("driver bug");
+        }
+        let mut seen = self.seen.lock().unwrap();
+        for r in records {
+            seen.push(r.as_usage().unwrap().id);
+        }
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+}
+
+#[test]
+fn failed_and_panicking_writes_are_retried_and_nothing_is_written_twice() {
+    let _s = serial();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let guard = Config::new()
+        .custom_sink(Flaky {
+            calls: 0,
+            fail_first: 3,
+            seen: seen.clone(),
+        })
+        .batch_size(50)
+        .flush_interval(Duration::from_millis(5))
+        .init()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..500 {
+        ids.push(costtrace::record(
+            Usage::llm("openai", "gpt-4o").input_tokens(i),
+        ));
+    }
+    // Each flush is one more attempt; a few get past the failures.
+    for _ in 0..10 {
+        costtrace::flush().unwrap();
+    }
+    let h = costtrace::health().unwrap();
+    assert_eq!(h.failed_writes, 4, "{h:?}");
+    assert_eq!(h.last_error.as_deref(), Some("flaky: the sink panicked"));
+    assert_eq!(h.retry_pending, 0);
+    drop(guard);
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every record exactly once");
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn environment_comes_from_the_environment_and_bad_values_are_errors() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env.jsonl");
+    // SAFETY: tests in this binary are serialized by SERIAL, and nothing else
+    // in the process reads the environment concurrently.
+    unsafe {
+        std::env::set_var("ENVIRONMENT", "prod");
+        std::env::set_var("COSTTRACE_SINK", format!("jsonl:{}", path.display()));
+    }
+    let err = costtrace::init().unwrap_err().to_string();
+    assert!(
+        err.contains("\"prod\"") && err.contains("production, staging, cicd, development"),
+        "{err}"
+    );
+    unsafe { std::env::set_var("COSTTRACE_SINK", "kafka://nope") };
+    unsafe { std::env::set_var("ENVIRONMENT", "cicd") };
+    let err = costtrace::init().unwrap_err().to_string();
+    assert!(
+        err.contains("COSTTRACE_SINK") && err.contains("jsonl:PATH"),
+        "{err}"
+    );
+    unsafe { std::env::set_var("COSTTRACE_SINK", format!("jsonl:{}", path.display())) };
+    let guard = costtrace::init().unwrap();
+    costtrace::record(Usage::llm("openai", "gpt-4o"));
+    drop(guard);
+    unsafe {
+        std::env::remove_var("ENVIRONMENT");
+        std::env::remove_var("COSTTRACE_SINK");
+    }
+    let recs = read_jsonl(&path);
+    assert_eq!(recs[0].as_usage().unwrap().environment, Environment::Cicd);
+}

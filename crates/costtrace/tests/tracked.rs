@@ -1,0 +1,290 @@
+//! `#[costtrace::tracked]` on every function shape.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt;
+
+use costtrace::testing::capture;
+use costtrace::{FutureExt, Usage, current, tracked};
+
+#[tracked]
+fn simple_function() -> u32 {
+    costtrace::record(Usage::llm("openai", "gpt-4o-mini").input_tokens(1));
+    7
+}
+
+#[tracked(operation = "receipt_analysis")]
+fn analyze_receipt(receipt_id: &str, job_id: &str) -> String {
+    format!("{receipt_id}:{}", current().get("job_id").unwrap_or("-"))
+}
+
+#[tracked(fields(receipt_id, attempt))]
+fn with_fields(
+    receipt_id: String,
+    attempt: u32,
+    batch_id: Option<&str>,
+    user_id: Option<String>,
+) -> usize {
+    receipt_id.len()
+        + attempt as usize
+        + batch_id.map_or(0, str::len)
+        + user_id.map_or(0, |u| u.len())
+}
+
+#[derive(Debug)]
+struct MyError(&'static str);
+impl fmt::Display for MyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "my error: {}", self.0)
+    }
+}
+
+#[tracked]
+fn may_fail(fail: bool) -> Result<u32, MyError> {
+    if fail {
+        return Err(MyError("random failure"));
+    }
+    Ok(1)
+}
+
+#[tracked]
+fn uses_question_mark(s: &str) -> Result<i64, Box<dyn std::error::Error>> {
+    let v: i64 = s.parse()?;
+    Ok(v * 2)
+}
+
+#[tracked]
+fn panics(task_id: u64) {
+    let _ = task_id;
+    panic!("Random failure");
+}
+
+#[tracked]
+fn returns_impl_trait(n: u32) -> impl Iterator<Item = u32> {
+    0..n
+}
+
+#[tracked]
+fn generic<T: fmt::Display + Clone>(doc_id: T, items: &[T]) -> usize {
+    items.len() + doc_id.to_string().len()
+}
+
+/// A job id type that is not `Display`: auto-extraction skips it.
+struct OpaqueId;
+
+#[tracked]
+fn opaque(job_id: OpaqueId) -> bool {
+    let OpaqueId = job_id;
+    current().get("job_id").is_none()
+}
+
+struct Service {
+    calls: u32,
+}
+
+impl Service {
+    #[tracked]
+    fn by_ref(&self, tenant_id: &str) -> u32 {
+        let _ = tenant_id;
+        self.calls
+    }
+
+    #[tracked(operation = "svc.mutate")]
+    fn by_mut(&mut self, entity_id: &str) -> u32 {
+        let _ = entity_id;
+        self.calls += 1;
+        self.calls
+    }
+
+    #[tracked]
+    fn by_value(self) -> u32 {
+        self.calls
+    }
+
+    #[tracked]
+    async fn async_method(&self, request_id: &str) -> Result<u32, MyError> {
+        tokio::task::yield_now().await;
+        let _ = request_id;
+        Err(MyError("async method failed"))
+    }
+}
+
+#[tracked(operation = "async_processing")]
+async fn process_async(data: &str, job_id: Option<&str>) -> usize {
+    tokio::task::yield_now().await;
+    costtrace::record(Usage::llm("openai", "gpt-4o").output_tokens(data.len() as u64));
+    current().get("job_id").map_or(0, str::len)
+}
+
+#[tracked]
+async fn async_panics() -> u32 {
+    tokio::task::yield_now().await;
+    panic!("async boom")
+}
+
+#[tracked]
+async fn async_question_mark(s: String) -> Result<u8, std::num::ParseIntError> {
+    tokio::task::yield_now().await;
+    s.parse::<u8>()
+}
+
+#[test]
+fn sync_function_gets_a_scope_named_after_it() {
+    let cap = capture();
+    assert_eq!(simple_function(), 7);
+    let s = cap.scope("simple_function").unwrap();
+    assert!(!s.error_occurred);
+    assert!(s.duration_ms >= 0.0);
+    assert_eq!(cap.usages()[0].scope_id, Some(s.id));
+}
+
+#[test]
+fn operation_name_and_automatic_argument_extraction() {
+    let cap = capture();
+    assert_eq!(analyze_receipt("r-1", "job-123"), "r-1:job-123");
+    let s = cap.scope("receipt_analysis").unwrap();
+    assert_eq!(s.attrs["job_id"], "job-123");
+    assert!(
+        !s.attrs.contains_key("receipt_id"),
+        "not listed, not a known name"
+    );
+}
+
+#[test]
+fn explicit_fields_and_optional_arguments() {
+    let cap = capture();
+    assert_eq!(with_fields("abc".into(), 2, Some("b-1"), None), 8);
+    let s = cap.scope("with_fields").unwrap();
+    assert_eq!(s.attrs["receipt_id"], "abc");
+    assert_eq!(s.attrs["attempt"], "2");
+    assert_eq!(s.attrs["batch_id"], "b-1");
+    assert!(!s.attrs.contains_key("user_id"), "None is not recorded");
+}
+
+#[test]
+fn err_returns_mark_the_scope_failed() {
+    let cap = capture();
+    assert!(may_fail(true).is_err());
+    assert!(may_fail(false).is_ok());
+    assert_eq!(uses_question_mark("21").unwrap(), 42);
+    assert!(uses_question_mark("x").is_err());
+    let scopes = cap.scopes();
+    assert!(scopes[0].error_occurred);
+    assert_eq!(
+        scopes[0].error_message.as_deref(),
+        Some("my error: random failure")
+    );
+    assert!(!scopes[1].error_occurred);
+    assert!(!scopes[2].error_occurred);
+    assert!(scopes[3].error_occurred);
+    assert_eq!(
+        scopes[3].error_message.as_deref(),
+        Some("invalid digit found in string")
+    );
+}
+
+#[test]
+fn panics_mark_the_scope_failed() {
+    let cap = capture();
+    assert!(std::panic::catch_unwind(|| panics(9)).is_err());
+    let s = cap.scope("panics").unwrap();
+    assert!(s.error_occurred);
+    assert_eq!(s.error_message.as_deref(), Some("panicked: Random failure"));
+    assert_eq!(s.attrs["task_id"], "9");
+}
+
+#[test]
+fn impl_trait_generic_and_non_display_arguments() {
+    let cap = capture();
+    assert_eq!(returns_impl_trait(3).sum::<u32>(), 3);
+    assert_eq!(generic("d1", &["a", "b"]), 4);
+    assert!(opaque(OpaqueId));
+    assert!(cap.scope("returns_impl_trait").is_some());
+    assert_eq!(cap.scope("generic").unwrap().attrs["doc_id"], "d1");
+    assert!(!cap.scope("opaque").unwrap().attrs.contains_key("job_id"));
+}
+
+#[test]
+fn methods_by_ref_mut_and_value() {
+    let cap = capture();
+    let mut svc = Service { calls: 0 };
+    assert_eq!(svc.by_mut("ent-1"), 1);
+    assert_eq!(svc.by_ref("acme"), 1);
+    assert_eq!(svc.by_value(), 1);
+    assert_eq!(cap.scope("svc.mutate").unwrap().attrs["entity_id"], "ent-1");
+    assert_eq!(cap.scope("by_ref").unwrap().attrs["tenant_id"], "acme");
+    assert!(cap.scope("by_value").is_some());
+}
+
+#[test]
+fn nested_tracked_functions_link_parents() {
+    #[tracked]
+    fn outer(job_id: &str) -> u32 {
+        let _ = job_id;
+        inner()
+    }
+    #[tracked]
+    fn inner() -> u32 {
+        current().get("job_id").map_or(0, |_| 1)
+    }
+    let cap = capture();
+    assert_eq!(outer("j"), 1);
+    let o = cap.scope("outer").unwrap();
+    let i = cap.scope("inner").unwrap();
+    assert_eq!(i.parent_id, Some(o.id));
+    assert_eq!(i.attrs["job_id"], "j");
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn async_functions_and_methods() {
+    rt().block_on(async {
+        let cap = capture();
+        let parent = costtrace::scope("request");
+        let n = async { process_async("hello", Some("job-9")).await }
+            .in_scope(parent)
+            .await;
+        assert_eq!(n, 5);
+        let s = cap.scope("async_processing").unwrap();
+        assert_eq!(s.attrs["job_id"], "job-9");
+        assert_eq!(s.parent_id, Some(cap.scope("request").unwrap().id));
+        assert_eq!(cap.usages()[0].scope_id, Some(s.id));
+
+        let svc = Service { calls: 0 };
+        assert!(svc.async_method("req-1").await.is_err());
+        let m = cap.scope("async_method").unwrap();
+        assert!(m.error_occurred);
+        assert_eq!(
+            m.error_message.as_deref(),
+            Some("my error: async method failed")
+        );
+        assert_eq!(m.attrs["request_id"], "req-1");
+
+        assert!(async_question_mark("300".into()).await.is_err());
+        assert!(cap.scope("async_question_mark").unwrap().error_occurred);
+    });
+}
+
+#[test]
+fn async_panics_mark_the_scope() {
+    rt().block_on(async {
+        let cap = capture();
+        let h = costtrace::spawn(async_panics());
+        assert!(h.await.is_err());
+        let s = cap.scope("async_panics").unwrap();
+        assert!(s.error_occurred);
+        assert_eq!(s.error_message.as_deref(), Some("panicked: async boom"));
+    });
+}
+
+#[test]
+fn compile_errors_are_spanned() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}

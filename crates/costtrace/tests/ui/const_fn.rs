@@ -1,0 +1,6 @@
+#[costtrace::tracked]
+const fn f() -> u32 {
+    1
+}
+
+fn main() {}

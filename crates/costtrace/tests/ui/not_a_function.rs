@@ -1,0 +1,4 @@
+#[costtrace::tracked]
+struct S;
+
+fn main() {}

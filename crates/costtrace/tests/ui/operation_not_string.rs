@@ -1,0 +1,4 @@
+#[costtrace::tracked(operation = 42)]
+fn f() {}
+
+fn main() {}

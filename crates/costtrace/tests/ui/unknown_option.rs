@@ -1,0 +1,4 @@
+#[costtrace::tracked(operaton = "x")]
+fn f() {}
+
+fn main() {}
