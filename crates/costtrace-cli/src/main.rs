@@ -1,5 +1,62 @@
-//! The `costtrace` command-line tool.
+//! The `costtrace` command-line tool: one module per subcommand.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("no subcommands yet")
+mod prices;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use costtrace_pricing::Catalogue;
+
+/// costtrace: what every AI call and paid service costs.
+#[derive(Debug, Parser)]
+#[command(name = "costtrace", version, about)]
+struct Cli {
+    /// Price override file (TOML or JSON) applied on top of the shipped prices.
+    #[arg(long, global = true, env = "COSTTRACE_PRICES", value_name = "FILE")]
+    prices: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Price usages and look models up in the price catalogue.
+    Prices(prices::PricesArgs),
+}
+
+/// The outcome of a command that ran: success, or a usage that could not be
+/// priced (exit code 2, distinct from a failure to run at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    Unpriced,
+}
+
+/// Loads the catalogue the global options ask for.
+pub(crate) fn load_catalogue(prices: Option<&PathBuf>) -> anyhow::Result<Arc<Catalogue>> {
+    match prices {
+        None => Ok(Catalogue::bundled()),
+        Some(path) => Catalogue::from_override_file(path)
+            .map(Arc::new)
+            .with_context(|| format!("loading price overrides from {}", path.display())),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Prices(args) => prices::run(args, cli.prices.as_ref()),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Unpriced) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("costtrace: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -17,7 +17,7 @@ mod parse;
 /// other arguments, which must then be `Display`. An `Err` return marks the
 /// scope failed with the error's message; a panic marks it failed too.
 ///
-/// ```ignore
+/// ```text
 /// #[costtrace::tracked(operation = "receipt_analysis", fields(receipt_id))]
 /// async fn analyze(receipt_id: &str, job_id: Option<&str>) -> Result<Summary, Error> { ... }
 /// ```

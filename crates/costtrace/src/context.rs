@@ -29,7 +29,7 @@ pub(crate) type Attr = (CompactString, CompactString);
 pub(crate) struct Frame {
     pub(crate) parent: Option<Arc<Frame>>,
     /// This frame's own attributes, in the order they were set.
-    pub(crate) attrs: Box<[Attr]>,
+    pub(crate) attrs: Vec<Attr>,
     /// Present when this frame is a scope.
     pub(crate) scope: Option<ScopeData>,
     /// The innermost scope at or above this frame.
@@ -44,7 +44,7 @@ pub(crate) struct Frame {
 impl Frame {
     pub(crate) fn child(
         parent: Option<&Arc<Frame>>,
-        attrs: Box<[Attr]>,
+        attrs: Vec<Attr>,
         scope: Option<ScopeData>,
         tier: Option<PricingTier>,
         dispatch: Option<Arc<dyn Dispatch>>,
@@ -220,7 +220,7 @@ impl Context {
         Context {
             frame: Some(Arc::new(Frame::child(
                 self.frame.as_ref(),
-                attrs.into_boxed_slice(),
+                attrs,
                 None,
                 None,
                 None,
@@ -333,7 +333,7 @@ pub fn clear_context() -> ContextGuard {
         Some(d) => Context {
             frame: Some(Arc::new(Frame::child(
                 None,
-                Box::default(),
+                Vec::new(),
                 None,
                 None,
                 Some(d),

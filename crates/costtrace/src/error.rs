@@ -8,6 +8,8 @@ use costtrace_core::EnvironmentError;
 pub enum Error {
     #[error(transparent)]
     Environment(#[from] EnvironmentError),
+    #[error("cannot load prices: {0}")]
+    Prices(#[from] costtrace_pricing::PricingError),
     #[error("COSTTRACE_SINK is {value:?}: {reason}")]
     InvalidSink { value: String, reason: String },
     #[error("{name} is {value:?}: {reason}")]

@@ -10,7 +10,9 @@
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
@@ -40,12 +42,50 @@ fn next_u64() -> u64 {
         .unwrap_or_else(|_| seed())
 }
 
-/// Microseconds since the Unix epoch, from the wall clock.
-pub(crate) fn now_micros() -> i64 {
+/// The monotonic clock's zero for this process.
+static BASE: OnceLock<Instant> = OnceLock::new();
+/// Wall-clock microseconds minus monotonic microseconds since [`BASE`].
+/// Refreshed by the recorder thread on every tick, so NTP adjustments of the
+/// wall clock reach timestamps within one flush interval.
+static OFFSET_MICROS: AtomicI64 = AtomicI64::new(i64::MIN);
+
+fn wall_micros() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_micros() as i64,
         Err(_) => 0,
     }
+}
+
+fn base() -> Instant {
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Re-reads the wall clock against the monotonic clock.
+pub(crate) fn refresh_clock() {
+    let base = base();
+    let mono = Instant::now().saturating_duration_since(base).as_micros() as i64;
+    OFFSET_MICROS.store(wall_micros() - mono, Ordering::Relaxed);
+}
+
+/// One clock read giving both the monotonic instant (for durations) and the
+/// wall-clock time in microseconds since the Unix epoch (for timestamps).
+pub(crate) fn now() -> (Instant, i64) {
+    let base = base();
+    let mut offset = OFFSET_MICROS.load(Ordering::Relaxed);
+    if offset == i64::MIN {
+        refresh_clock();
+        offset = OFFSET_MICROS.load(Ordering::Relaxed);
+    }
+    let i = Instant::now();
+    (
+        i,
+        i.saturating_duration_since(base).as_micros() as i64 + offset,
+    )
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> i64 {
+    now().1
 }
 
 /// A UUIDv7 for a record made at `micros`.
@@ -61,6 +101,13 @@ pub(crate) fn v7_at(micros: i64) -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_wall_clock_matches_the_system_clock() {
+        let derived = now_micros();
+        let direct = wall_micros();
+        assert!((derived - direct).abs() < 50_000, "{derived} vs {direct}");
+    }
 
     #[test]
     fn ids_are_v7_unique_and_time_ordered() {

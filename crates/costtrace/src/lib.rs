@@ -43,7 +43,8 @@ mod future;
 mod id;
 mod materialize;
 mod panic;
-mod pricing;
+#[path = "pricing.rs"]
+mod pricer;
 mod recorder;
 mod scope;
 pub mod sink;
@@ -60,6 +61,8 @@ pub use costtrace_core::{
     Environment, ItemError, PricingTier, Record, RequestRecord, ScopeRecord, UsageRecord,
 };
 pub use costtrace_macros::tracked;
+/// The pricing engine (re-exported).
+pub use costtrace_pricing as pricing;
 pub use error::Error;
 pub use future::{FutureExt, InScope, WithContext};
 pub use recorder::{

@@ -12,7 +12,7 @@ use costtrace_core::{
 
 use crate::context::Frame;
 use crate::dispatch::{Event, UsageEvent};
-use crate::pricing::Pricer;
+use crate::pricer::Pricer;
 
 pub(crate) struct Materializer {
     pub(crate) environment: Environment,

@@ -1,9 +1,13 @@
-//! The recorder: a bounded queue in front of a background thread that
-//! materializes, prices and writes records in batches.
+//! The recorder: bounded per-thread buffers drained by one background thread
+//! that materializes, prices and writes records in batches.
 //!
-//! Callers only enqueue (a lock-free `try_send`), so recording never blocks on
-//! I/O. When the queue is full the configured [`QueuePolicy`] applies and every
-//! record it drops is counted, logged and readable from [`health`].
+//! A caller only pushes onto its own thread's buffer (an uncontended lock and
+//! a `Vec::push`), so recording never blocks on I/O and threads never contend
+//! with each other. The recorder thread swaps each buffer for an empty one
+//! when a buffer reaches the batch size, on every flush interval, and on
+//! [`flush`]. When a thread's buffer is full the configured [`QueuePolicy`]
+//! applies and every record it drops is counted, logged and readable from
+//! [`health`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,12 +15,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use costtrace_core::{Environment, Record};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use std::cell::RefCell;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use crate::Error;
 use crate::dispatch::{Dispatch, Event};
 use crate::materialize::Materializer;
-use crate::pricing::Pricer;
+use crate::pricer::Pricer;
 use crate::sink::{Sink, SinkSpec};
 
 /// What to do with a record when the queue is full.
@@ -49,6 +55,7 @@ pub struct Config {
     shutdown_timeout: Duration,
     policy: QueuePolicy,
     max_retry_records: usize,
+    pricer: Option<Pricer>,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,6 +107,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(5),
             policy: QueuePolicy::Drop,
             max_retry_records: 1_000_000,
+            pricer: None,
         }
     }
 
@@ -115,6 +123,11 @@ impl Config {
             c.sink = s.parse()?;
         }
         c.environment = Environment::from_env()?;
+        if let Ok(p) = std::env::var("COSTTRACE_PRICES")
+            && !p.trim().is_empty()
+        {
+            c = c.prices_file(p.trim())?;
+        }
         if let Some(n) = env_parse::<usize>(
             "COSTTRACE_QUEUE_CAPACITY",
             "a whole number of records, e.g. 65536",
@@ -161,6 +174,20 @@ impl Config {
         self
     }
 
+    /// Prices from the shipped list plus the overrides in `path` (TOML or
+    /// JSON; see `costtrace-pricing`). A malformed file is an error here, not
+    /// a silent fallback to shipped prices.
+    pub fn prices_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        self.pricer = Some(Pricer::from_file(path.as_ref())?);
+        Ok(self)
+    }
+
+    /// Prices from a catalogue you built.
+    pub fn catalogue(mut self, catalogue: std::sync::Arc<costtrace_pricing::Catalogue>) -> Self {
+        self.pricer = Some(Pricer::new(catalogue));
+        self
+    }
+
     pub fn environment(mut self, env: Environment) -> Self {
         self.environment = env;
         self
@@ -203,31 +230,37 @@ impl Config {
             Some(s) => s,
             None => self.sink.open()?,
         };
-        let (tx, rx) = bounded(self.queue_capacity);
+        let (tx, rx) = bounded(256);
         let health = Arc::new(Health::default());
+        let shared = Arc::new(Shared {
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            control: tx,
+            buffers: Mutex::new(Vec::new()),
+            health: health.clone(),
+            policy: self.policy,
+            capacity: self.queue_capacity,
+            wake_at: self.batch_size.min(self.queue_capacity).max(1),
+        });
         let worker = Worker {
             rx,
+            shared: shared.clone(),
             sink,
             materializer: Materializer {
                 environment: self.environment,
-                pricer: Pricer::default(),
+                pricer: self.pricer.unwrap_or_default(),
             },
-            health: health.clone(),
+            health,
             batch_size: self.batch_size,
             flush_interval: self.flush_interval,
             max_retry_records: self.max_retry_records,
             batch: Vec::with_capacity(self.batch_size),
             retry: Vec::new(),
+            spare: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("costtrace-recorder".to_owned())
             .spawn(move || worker.run())
             .map_err(Error::Thread)?;
-        let shared = Arc::new(Shared {
-            tx,
-            health,
-            policy: self.policy,
-        });
         *slot = Some(shared.clone());
         ACTIVE.store(true, Ordering::Release);
         tracing::debug!(environment = %self.environment, "costtrace recorder started");
@@ -274,40 +307,132 @@ fn global() -> Option<Arc<Shared>> {
 }
 
 enum Msg {
-    Event(Event),
+    /// A thread's buffer reached the batch size.
+    Wake,
     Flush(Sender<()>),
     Shutdown(Sender<()>),
 }
 
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// One thread's pending events.
+#[derive(Default)]
+struct ThreadBuffer {
+    events: Mutex<Vec<Event>>,
+}
+
+thread_local! {
+    /// This thread's buffer, tagged with the recorder generation it belongs to.
+    static LOCAL: RefCell<Option<(u64, Arc<ThreadBuffer>)>> = const { RefCell::new(None) };
+}
+
 struct Shared {
-    tx: Sender<Msg>,
+    generation: u64,
+    control: Sender<Msg>,
+    buffers: Mutex<Vec<Arc<ThreadBuffer>>>,
     health: Arc<Health>,
     policy: QueuePolicy,
+    /// Events one thread may have pending.
+    capacity: usize,
+    wake_at: usize,
+}
+
+impl Shared {
+    fn register(&self) -> Arc<ThreadBuffer> {
+        let buf = Arc::new(ThreadBuffer::default());
+        if let Ok(mut all) = self.buffers.lock() {
+            all.push(buf.clone());
+        }
+        buf
+    }
+
+    /// This thread's buffer, registering one on first use. During thread
+    /// teardown (thread-locals gone) a fresh buffer is registered each time.
+    fn local(&self) -> Arc<ThreadBuffer> {
+        LOCAL
+            .try_with(|l| {
+                let mut l = match l.try_borrow_mut() {
+                    Ok(l) => l,
+                    Err(_) => return self.register(),
+                };
+                match &*l {
+                    Some((g, b)) if *g == self.generation => b.clone(),
+                    _ => {
+                        let b = self.register();
+                        *l = Some((self.generation, b.clone()));
+                        b
+                    }
+                }
+            })
+            .unwrap_or_else(|_| self.register())
+    }
+
+    fn drop_event(&self, why: &str) {
+        let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        // Log the first drop and then every 10,000th, so a flood of drops
+        // cannot itself become the bottleneck.
+        if n == 1 || n.is_multiple_of(10_000) {
+            tracing::warn!(dropped_total = n, "costtrace dropped a record: {why}");
+        }
+    }
+
+    fn queued(&self) -> u64 {
+        let all = match self.buffers.lock() {
+            Ok(a) => a.clone(),
+            Err(_) => return 0,
+        };
+        all.iter()
+            .map(|b| b.events.lock().map_or(0, |e| e.len()) as u64)
+            .sum()
+    }
 }
 
 impl Dispatch for Shared {
     fn dispatch(&self, ev: Event) {
-        let res = match self.policy {
-            QueuePolicy::Drop => self
-                .tx
-                .try_send(Msg::Event(ev))
-                .map_err(|e| matches!(e, TrySendError::Full(_))),
-            QueuePolicy::Block(t) => self
-                .tx
-                .send_timeout(Msg::Event(ev), t)
-                .map_err(|e| matches!(e, crossbeam_channel::SendTimeoutError::Timeout(_))),
+        let buf = LOCAL
+            .try_with(|l| match l.try_borrow() {
+                Ok(l) => match &*l {
+                    Some((g, b)) if *g == self.generation => Some(b.clone()),
+                    _ => None,
+                },
+                Err(_) => None,
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.local());
+        let deadline = match self.policy {
+            QueuePolicy::Drop => None,
+            QueuePolicy::Block(t) => Some(Instant::now() + t),
         };
-        if let Err(full) = res {
-            let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            // Log the first drop and then every 10,000th, so a flood of drops
-            // cannot itself become the bottleneck.
-            if n == 1 || n.is_multiple_of(10_000) {
-                let why = if full {
-                    "queue full"
-                } else {
-                    "recorder stopped"
-                };
-                tracing::warn!(dropped_total = n, "costtrace dropped a record: {why}");
+        let mut ev = Some(ev);
+        loop {
+            let len = match buf.events.lock() {
+                Ok(mut v) if v.len() < self.capacity => {
+                    if let Some(ev) = ev.take() {
+                        v.push(ev);
+                    }
+                    v.len()
+                }
+                Ok(_) => 0,
+                Err(_) => {
+                    self.drop_event("buffer poisoned");
+                    return;
+                }
+            };
+            if len == self.wake_at {
+                let _ = self.control.try_send(Msg::Wake);
+            }
+            if ev.is_none() {
+                return;
+            }
+            // The buffer is full.
+            let _ = self.control.try_send(Msg::Wake);
+            match deadline {
+                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_micros(50)),
+                _ => {
+                    self.drop_event("buffer full");
+                    return;
+                }
             }
         }
     }
@@ -345,7 +470,7 @@ pub fn health() -> Option<RecorderHealth> {
     let s = global()?;
     let h = &s.health;
     Some(RecorderHealth {
-        queued: s.tx.len() as u64,
+        queued: s.queued(),
         written: h.written.load(Ordering::Relaxed),
         dropped: h.dropped.load(Ordering::Relaxed),
         failed_writes: h.failed_writes.load(Ordering::Relaxed),
@@ -357,7 +482,7 @@ pub fn health() -> Option<RecorderHealth> {
 /// Writes everything queued so far, waiting at most `timeout`.
 pub fn flush_timeout(timeout: Duration) -> Result<(), Error> {
     let s = global().ok_or(Error::NotInitialized)?;
-    request(&s.tx, Msg::Flush, timeout)
+    request(&s.control, Msg::Flush, timeout)
 }
 
 /// Writes everything queued so far, waiting at most five seconds.
@@ -399,7 +524,7 @@ impl Drop for InitGuard {
                 ACTIVE.store(false, Ordering::Release);
             }
         }
-        match request(&self.shared.tx, Msg::Shutdown, self.shutdown_timeout) {
+        match request(&self.shared.control, Msg::Shutdown, self.shutdown_timeout) {
             Ok(()) => {
                 if let Some(t) = self.thread.take() {
                     let _ = t.join();
@@ -412,6 +537,7 @@ impl Drop for InitGuard {
 
 struct Worker {
     rx: Receiver<Msg>,
+    shared: Arc<Shared>,
     sink: Box<dyn Sink>,
     materializer: Materializer,
     health: Arc<Health>,
@@ -420,6 +546,9 @@ struct Worker {
     max_retry_records: usize,
     batch: Vec<Record>,
     retry: Vec<Record>,
+    /// An empty vector with capacity, swapped into a thread's buffer so the
+    /// thread does not reallocate.
+    spare: Vec<Event>,
 }
 
 impl Worker {
@@ -427,35 +556,29 @@ impl Worker {
         let mut next_tick = Instant::now() + self.flush_interval;
         loop {
             match self.rx.recv_deadline(next_tick) {
-                Ok(Msg::Event(ev)) => {
-                    self.push(ev);
-                    // Drain what is already queued without waiting.
-                    while self.batch.len() < self.batch_size {
-                        match self.rx.try_recv() {
-                            Ok(Msg::Event(ev)) => self.push(ev),
-                            Ok(other) => {
-                                if self.control(other) {
-                                    return;
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if self.batch.len() >= self.batch_size {
-                        self.write();
-                    }
+                Ok(Msg::Wake) => self.drain(),
+                Ok(Msg::Flush(ack)) => {
+                    self.drain();
+                    self.write();
+                    let _ = self.sink.flush();
+                    let _ = ack.send(());
                 }
-                Ok(other) => {
-                    if self.control(other) {
-                        return;
-                    }
+                Ok(Msg::Shutdown(ack)) => {
+                    self.drain();
+                    self.write();
+                    let _ = self.sink.flush();
+                    let _ = ack.send(());
+                    return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    crate::id::refresh_clock();
+                    self.drain();
                     self.write();
                     let _ = self.sink.flush();
                     next_tick = Instant::now() + self.flush_interval;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.drain();
                     self.write();
                     let _ = self.sink.flush();
                     return;
@@ -464,40 +587,37 @@ impl Worker {
         }
     }
 
-    fn push(&mut self, ev: Event) {
-        if let Some(r) = self.materializer.record(ev) {
-            self.batch.push(r);
-        }
-    }
-
-    /// Handles a flush or shutdown request; true means stop.
-    fn control(&mut self, msg: Msg) -> bool {
-        let (ack, stop) = match msg {
-            Msg::Flush(ack) => (ack, false),
-            Msg::Shutdown(ack) => (ack, true),
-            Msg::Event(ev) => {
-                self.push(ev);
-                return false;
-            }
+    /// Takes every thread's pending events, materializes them and writes full
+    /// batches. Buffers of threads that have exited are dropped once empty.
+    fn drain(&mut self) {
+        let buffers = match self.shared.buffers.lock() {
+            Ok(b) => b.clone(),
+            Err(_) => return,
         };
-        // Everything enqueued before the request is written before the ack.
-        while let Ok(m) = self.rx.try_recv() {
-            match m {
-                Msg::Event(ev) => {
-                    self.push(ev);
-                    if self.batch.len() >= self.batch_size {
-                        self.write();
-                    }
+        let mut gone = false;
+        for buf in &buffers {
+            let mut taken = std::mem::take(&mut self.spare);
+            if let Ok(mut events) = buf.events.lock() {
+                std::mem::swap(&mut *events, &mut taken);
+            }
+            for ev in taken.drain(..) {
+                if let Some(r) = self.materializer.record(ev) {
+                    self.batch.push(r);
                 }
-                Msg::Flush(a) | Msg::Shutdown(a) => {
-                    let _ = a.send(());
+                if self.batch.len() >= self.batch_size {
+                    self.write();
                 }
             }
+            self.spare = taken;
+            // Two references: ours and the registry's. The thread has exited.
+            gone |= Arc::strong_count(buf) == 2;
         }
-        self.write();
-        let _ = self.sink.flush();
-        let _ = ack.send(());
-        stop
+        drop(buffers);
+        if gone && let Ok(mut all) = self.shared.buffers.lock() {
+            all.retain(|b| {
+                Arc::strong_count(b) > 1 || b.events.lock().is_ok_and(|e| !e.is_empty())
+            });
+        }
     }
 
     fn write(&mut self) {

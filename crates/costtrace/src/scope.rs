@@ -202,12 +202,12 @@ impl ScopeBuilder {
 
     /// Starts the scope without entering it. The parent is the current context.
     pub(crate) fn start(self) -> ActiveScope {
-        let micros = id::now_micros();
+        let (start, micros) = id::now();
         let data = ScopeData {
             id: id::v7_at(micros),
             name: self.name,
             started_micros: micros,
-            start: Instant::now(),
+            start,
             item_count: self.items,
             continue_on_error: self.continue_on_error,
             success: AtomicU64::new(0),
@@ -217,13 +217,7 @@ impl ScopeBuilder {
             finished: AtomicBool::new(false),
         };
         let frame = context::with_current(|cur| {
-            Frame::child(
-                cur.frame.as_ref(),
-                self.attrs.into_boxed_slice(),
-                Some(data),
-                self.tier,
-                None,
-            )
+            Frame::child(cur.frame.as_ref(), self.attrs, Some(data), self.tier, None)
         });
         ActiveScope {
             handle: ScopeHandle {

@@ -13,7 +13,7 @@ use costtrace_core::{Environment, Record, ScopeRecord, UsageRecord};
 use crate::context::{Context, ContextGuard, Frame};
 use crate::dispatch::{Dispatch, Event};
 use crate::materialize::Materializer;
-use crate::pricing::Pricer;
+use crate::pricer::Pricer;
 
 struct CaptureDispatch {
     records: Mutex<Vec<Record>>,
@@ -75,7 +75,7 @@ pub fn capture_in(environment: Environment) -> Capture {
     let ctx = crate::context::with_current(|cur| Context {
         frame: Some(Arc::new(Frame::child(
             cur.frame.as_ref(),
-            Box::default(),
+            Vec::new(),
             None,
             None,
             Some(dispatch),

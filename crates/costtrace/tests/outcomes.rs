@@ -224,3 +224,36 @@ fn a_provider_reported_cost_is_kept() {
     assert_eq!(u.cost_nanos, Some(12_300_000));
     assert_eq!(u.cost_usd, Some(0.0123));
 }
+
+#[test]
+fn usage_is_priced_at_record_time_with_batch_and_cache_semantics() {
+    let cap = capture();
+    // gpt-4o: input $2.50/M, cached input $1.25/M, output $10/M.
+    costtrace::record(
+        Usage::llm("openai", "gpt-4o")
+            .input_tokens(1_200)
+            .cache_read_tokens(1_000)
+            .output_tokens(300),
+    );
+    batch_scope("b1").run(|| {
+        costtrace::record(
+            Usage::llm("openai", "gpt-4o")
+                .input_tokens(1_000_000)
+                .output_tokens(0),
+        );
+    });
+    costtrace::record(Usage::service("file_processor").units("pages", 10));
+    costtrace::record(Usage::service("transformer").units("chunks", 45));
+    let u = cap.usages();
+    // 200 uncached × 2.50 + 1,000 cached × 1.25 + 300 × 10 = 500 + 1,250 + 3,000
+    // = 4,750 USD per million tokens = 4,750,000 nano-USD.
+    assert_eq!(u[0].cost_nanos, Some(4_750_000));
+    assert_eq!(u[0].cost_usd, Some(0.00475));
+    assert_eq!(u[0].price_version.as_deref(), Some("genai-prices@47df840a"));
+    // Batch: 1M × $2.50 × 50% = $1.25.
+    assert_eq!(u[1].cost_nanos, Some(1_250_000_000));
+    // Seed 004: $0.02 per page, $0.003 per chunk.
+    assert_eq!(u[2].cost_nanos, Some(200_000_000));
+    assert_eq!(u[3].cost_nanos, Some(135_000_000));
+    assert_eq!(u[3].cost_usd, Some(0.135));
+}

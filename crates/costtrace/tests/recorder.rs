@@ -137,7 +137,8 @@ fn recording_never_blocks_on_a_stuck_sink_and_counts_every_drop() {
         .expect("record() blocked on a stuck sink");
     let h = costtrace::health().unwrap();
     assert!(h.queued <= 100, "{h:?}");
-    assert!(h.dropped >= 10_000 - 100 - 10, "drops are counted: {h:?}");
+    // At most one buffer in the queue and one being written are accepted.
+    assert!(h.dropped >= 10_000 - 2 * 100, "drops are counted: {h:?}");
     // Release the sink: everything that was accepted is written.
     *open.0.lock().unwrap() = true;
     open.1.notify_all();
