@@ -58,8 +58,14 @@ impl std::fmt::Display for ModelError {
 
 #[tracked]
 fn risky_ai_operation(receipt_id: &str) -> Result<String, ModelError> {
-    costtrace::record(Usage::llm("anthropic", "claude-3-5-haiku-latest").input_tokens(900).output_tokens(0));
-    Err(ModelError(format!("could not parse the total of {receipt_id}")))
+    costtrace::record(
+        Usage::llm("anthropic", "claude-3-5-haiku-latest")
+            .input_tokens(900)
+            .output_tokens(0),
+    );
+    Err(ModelError(format!(
+        "could not parse the total of {receipt_id}"
+    )))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -73,7 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. Basic scope: everything inside carries job_id.
     {
-        let _job = scope("receipt_processing").attr("job_id", "job-123").enter();
+        let _job = scope("receipt_processing")
+            .attr("job_id", "job-123")
+            .enter();
         openai_chat("gpt-4o", 2_400, 0, 512);
     }
 
@@ -120,16 +128,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Seed 004: paid non-AI services inside a task.
-    scope("upload").attr("task_id", "upload_abc123").attr("doc_id", "doc_xyz789").run(|| {
-        costtrace::record(Usage::service("file_processor").units("pages", 10));
-        costtrace::record(Usage::service("transformer").units("chunks", 45));
-        costtrace::record(Usage::llm("acme-selfhosted", "llama-finetune-7").input_tokens(5_000).output_tokens(800));
-    });
+    scope("upload")
+        .attr("task_id", "upload_abc123")
+        .attr("doc_id", "doc_xyz789")
+        .run(|| {
+            costtrace::record(Usage::service("file_processor").units("pages", 10));
+            costtrace::record(Usage::service("transformer").units("chunks", 45));
+            costtrace::record(
+                Usage::llm("acme-selfhosted", "llama-finetune-7")
+                    .input_tokens(5_000)
+                    .output_tokens(800),
+            );
+        });
 
     drop(guard); // flushes
     match sink_path {
         Some(path) => print_table(&path, start_line)?,
-        None => println!("records went to {}", std::env::var("COSTTRACE_SINK").unwrap_or_default()),
+        None => println!(
+            "records went to {}",
+            std::env::var("COSTTRACE_SINK").unwrap_or_default()
+        ),
     }
     Ok(())
 }
@@ -143,7 +161,10 @@ fn print_table(path: &str, skip: usize) -> Result<(), Box<dyn std::error::Error>
     let mut total_nanos = 0i64;
     let mut unpriced = 0;
     println!("\nrecorded to {path}:");
-    println!("{:<6} {:<26} {:<44} {:>12}", "kind", "scope / model", "attrs", "cost (USD)");
+    println!(
+        "{:<6} {:<26} {:<44} {:>12}",
+        "kind", "scope / model", "attrs", "cost (USD)"
+    );
     for line in file.lines().skip(skip) {
         let rec: Record = serde_json::from_str(&line?)?;
         match rec {
@@ -153,12 +174,25 @@ fn print_table(path: &str, skip: usize) -> Result<(), Box<dyn std::error::Error>
                     what.push_str(" [failed]");
                 }
                 if s.failure_count > 0 {
-                    what.push_str(&format!(" [{} ok/{} failed]", s.success_count, s.failure_count));
+                    what.push_str(&format!(
+                        " [{} ok/{} failed]",
+                        s.success_count, s.failure_count
+                    ));
                 }
-                println!("{:<6} {:<26} {:<44} {:>12}", "scope", what, fmt_attrs(&s.attrs), format!("{} tier", s.pricing_tier));
+                println!(
+                    "{:<6} {:<26} {:<44} {:>12}",
+                    "scope",
+                    what,
+                    fmt_attrs(&s.attrs),
+                    format!("{} tier", s.pricing_tier)
+                );
             }
             Record::Usage(u) => {
-                let what = u.model.clone().or(u.service_type.clone()).unwrap_or_default();
+                let what = u
+                    .model
+                    .clone()
+                    .or(u.service_type.clone())
+                    .unwrap_or_default();
                 let cost = match u.cost_nanos {
                     Some(n) => {
                         total_nanos += n;
@@ -169,7 +203,13 @@ fn print_table(path: &str, skip: usize) -> Result<(), Box<dyn std::error::Error>
                         "unpriced".to_owned()
                     }
                 };
-                println!("{:<6} {:<26} {:<44} {:>12}", "usage", what, fmt_attrs(&u.attrs), cost);
+                println!(
+                    "{:<6} {:<26} {:<44} {:>12}",
+                    "usage",
+                    what,
+                    fmt_attrs(&u.attrs),
+                    cost
+                );
             }
             Record::Request(r) => println!("request {}", r.request_id),
         }
@@ -185,5 +225,9 @@ fn print_table(path: &str, skip: usize) -> Result<(), Box<dyn std::error::Error>
 fn fmt_attrs(a: &std::collections::BTreeMap<String, String>) -> String {
     let s: Vec<String> = a.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let s = s.join(",");
-    if s.len() > 44 { format!("{}…", &s[..43]) } else { s }
+    if s.len() > 44 {
+        format!("{}…", &s[..43])
+    } else {
+        s
+    }
 }

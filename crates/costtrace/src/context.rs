@@ -42,14 +42,16 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    #[inline(always)]
     pub(crate) fn child(
-        parent: Option<&Arc<Frame>>,
+        parent: Option<Arc<Frame>>,
         attrs: Vec<Attr>,
         scope: Option<ScopeData>,
         tier: Option<PricingTier>,
         dispatch: Option<Arc<dyn Dispatch>>,
     ) -> Frame {
-        let (inherited_scope, inherited_parent, inherited_tier, inherited_dispatch) = match parent {
+        let (inherited_scope, inherited_parent, inherited_tier, inherited_dispatch) = match &parent
+        {
             Some(p) => (p.scope_id, p.parent_scope_id, p.tier, p.dispatch.clone()),
             None => (None, None, PricingTier::Standard, None),
         };
@@ -58,7 +60,7 @@ impl Frame {
             None => (inherited_scope, inherited_parent),
         };
         Frame {
-            parent: parent.cloned(),
+            parent,
             attrs,
             scope,
             scope_id,
@@ -219,7 +221,7 @@ impl Context {
             .collect();
         Context {
             frame: Some(Arc::new(Frame::child(
-                self.frame.as_ref(),
+                self.frame.clone(),
                 attrs,
                 None,
                 None,

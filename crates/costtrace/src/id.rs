@@ -12,7 +12,9 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub(crate) use std::time::Instant;
 
 use uuid::Uuid;
 
@@ -63,7 +65,7 @@ fn base() -> Instant {
 /// Re-reads the wall clock against the monotonic clock.
 pub(crate) fn refresh_clock() {
     let base = base();
-    let mono = Instant::now().saturating_duration_since(base).as_micros() as i64;
+    let mono = Instant::now().duration_since(base).as_micros() as i64;
     OFFSET_MICROS.store(wall_micros() - mono, Ordering::Relaxed);
 }
 

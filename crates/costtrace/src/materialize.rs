@@ -2,7 +2,6 @@
 //! applies the secrets guard, prices usage.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use costtrace_core::secrets::{guard_attr, redact_text};
 use costtrace_core::{
@@ -34,7 +33,9 @@ fn attrs_of(frame: Option<&Frame>) -> Attrs {
 }
 
 impl Materializer {
-    pub(crate) fn record(&self, ev: Event) -> Option<Record> {
+    /// Builds the record for `ev`. Takes the event by reference so that the
+    /// event's memory can go back to the thread that allocated it.
+    pub(crate) fn record(&self, ev: &Event) -> Option<Record> {
         match ev {
             Event::ScopeEnd { frame, duration } => {
                 let s = frame.scope.as_ref()?;
@@ -43,14 +44,14 @@ impl Materializer {
                     id: s.id,
                     parent_id: frame.parent_scope_id,
                     name: s.name.to_string(),
-                    attrs: attrs_of(Some(&frame)),
+                    attrs: attrs_of(Some(frame)),
                     environment: self.environment,
                     started_at: Timestamp(s.started_micros),
                     duration_ms: duration.as_secs_f64() * 1000.0,
                     error_occurred: error_message.is_some(),
                     error_message,
-                    success_count: s.success.load(Ordering::Relaxed),
-                    failure_count: s.failure.load(Ordering::Relaxed),
+                    success_count: s.success_count(),
+                    failure_count: s.failure_count(),
                     errors: s
                         .item_errors()
                         .into_iter()
@@ -63,18 +64,19 @@ impl Materializer {
                     item_count: s.item_count,
                 }))
             }
-            Event::Usage(u) => Some(Record::Usage(self.usage(*u))),
-            Event::Record(r) => Some(*r),
+            Event::Usage(u) => Some(Record::Usage(self.usage(u))),
+            Event::Record(r) => Some((**r).clone()),
         }
     }
 
-    fn usage(&self, ev: UsageEvent) -> UsageRecord {
+    fn usage(&self, ev: &UsageEvent) -> UsageRecord {
         let UsageEvent {
             id,
             micros,
             frame,
             usage: u,
         } = ev;
+        let (id, micros) = (*id, *micros);
         let tier = frame.as_ref().map_or(PricingTier::Standard, |f| f.tier);
         let reported = u
             .reported_cost_usd
@@ -86,27 +88,23 @@ impl Materializer {
             attrs: attrs_of(frame.as_deref()),
             environment: self.environment,
             timestamp: Timestamp(micros),
-            provider: u.provider.map(String::from),
-            model: u.model.map(String::from),
-            service_type: u.service_type.map(String::from),
-            operation: u.operation.map(String::from),
+            provider: u.provider.as_deref().map(String::from),
+            model: u.model.as_deref().map(String::from),
+            service_type: u.service_type.as_deref().map(String::from),
+            operation: u.operation.as_deref().map(String::from),
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             cache_read_tokens: u.cache_read_tokens,
             cache_write_tokens: u.cache_write_tokens,
             reasoning_tokens: u.reasoning_tokens,
-            units: u
-                .units
-                .into_iter()
-                .map(|(k, v)| (k.into_owned(), v))
-                .collect(),
+            units: u.units.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             pricing_tier: tier,
             cost_usd: None,
             cost_nanos: None,
             unpriced_reason: None,
             price_version: None,
             duration_ms: u.duration.map(|d| d.as_secs_f64() * 1000.0),
-            error_message: u.error.map(|e| redact_text(&e)),
+            error_message: u.error.as_deref().map(redact_text),
             partial: u.partial,
         };
         match reported {

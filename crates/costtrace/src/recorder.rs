@@ -240,6 +240,7 @@ impl Config {
             policy: self.policy,
             capacity: self.queue_capacity,
             wake_at: self.batch_size.min(self.queue_capacity).max(1),
+            wake_pending: AtomicBool::new(false),
         });
         let worker = Worker {
             rx,
@@ -315,10 +316,38 @@ enum Msg {
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// One thread's pending events.
+/// One thread's pending events, and the spent events the recorder hands
+/// back so that this thread frees them: with glibc's allocator, freeing on
+/// the recorder thread memory that this thread allocated makes both threads
+/// fight over this thread's arena lock.
 #[derive(Default)]
 struct ThreadBuffer {
     events: Mutex<Vec<Event>>,
+    spent: Mutex<Vec<Event>>,
+    has_spent: AtomicBool,
+}
+
+impl ThreadBuffer {
+    /// Frees a few spent events; called on this thread's pushes so the cost
+    /// is spread thinly (two per push frees faster than one push allocates).
+    fn free_some_spent(&self) {
+        if !self.has_spent.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut freed = Vec::with_capacity(0);
+        if let Ok(mut spent) = self.spent.try_lock() {
+            for _ in 0..2 {
+                match spent.pop() {
+                    Some(ev) => freed.push(ev),
+                    None => break,
+                }
+            }
+            if spent.is_empty() {
+                self.has_spent.store(false, Ordering::Relaxed);
+            }
+        }
+        drop(freed);
+    }
 }
 
 thread_local! {
@@ -335,6 +364,9 @@ struct Shared {
     /// Events one thread may have pending.
     capacity: usize,
     wake_at: usize,
+    /// Set when a wake-up is on its way, so a burst of full buffers sends one
+    /// message (and at most one futex wake), not one per event.
+    wake_pending: AtomicBool,
 }
 
 impl Shared {
@@ -367,6 +399,14 @@ impl Shared {
             .unwrap_or_else(|_| self.register())
     }
 
+    fn wake(&self) {
+        if !self.wake_pending.load(Ordering::Relaxed)
+            && !self.wake_pending.swap(true, Ordering::AcqRel)
+        {
+            let _ = self.control.try_send(Msg::Wake);
+        }
+    }
+
     fn drop_event(&self, why: &str) {
         let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         // Log the first drop and then every 10,000th, so a flood of drops
@@ -387,52 +427,69 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Pushes onto `buf`; gives the event back when the buffer is full.
+    fn try_push(&self, buf: &ThreadBuffer, ev: Event) -> Result<(), Event> {
+        buf.free_some_spent();
+        let len = match buf.events.lock() {
+            Ok(mut v) if v.len() < self.capacity => {
+                v.push(ev);
+                v.len()
+            }
+            Ok(_) => return Err(ev),
+            Err(_) => {
+                self.drop_event("buffer poisoned");
+                return Ok(());
+            }
+        };
+        if len >= self.wake_at {
+            self.wake();
+        }
+        Ok(())
+    }
+}
+
 impl Dispatch for Shared {
     fn dispatch(&self, ev: Event) {
-        let buf = LOCAL
-            .try_with(|l| match l.try_borrow() {
-                Ok(l) => match &*l {
-                    Some((g, b)) if *g == self.generation => Some(b.clone()),
-                    _ => None,
-                },
-                Err(_) => None,
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| self.local());
+        // Fast path: this thread's buffer is registered; no reference count
+        // is touched.
+        let mut slot = Some(ev);
+        let fast = LOCAL.try_with(|l| {
+            let l = l.try_borrow().ok()?;
+            let (g, b) = l.as_ref()?;
+            if *g != self.generation {
+                return None;
+            }
+            let ev = slot.take()?;
+            Some(self.try_push(b, ev))
+        });
+        let mut pending = match (fast, slot) {
+            (Ok(Some(Ok(()))), _) => return,
+            (Ok(Some(Err(ev))), _) => ev,
+            (_, Some(ev)) => match self.try_push(&self.local(), ev) {
+                Ok(()) => return,
+                Err(ev) => ev,
+            },
+            (_, None) => return,
+        };
+        // The buffer is full: wake the recorder, then wait or drop.
         let deadline = match self.policy {
             QueuePolicy::Drop => None,
             QueuePolicy::Block(t) => Some(Instant::now() + t),
         };
-        let mut ev = Some(ev);
+        let buf = self.local();
         loop {
-            let len = match buf.events.lock() {
-                Ok(mut v) if v.len() < self.capacity => {
-                    if let Some(ev) = ev.take() {
-                        v.push(ev);
-                    }
-                    v.len()
-                }
-                Ok(_) => 0,
-                Err(_) => {
-                    self.drop_event("buffer poisoned");
-                    return;
-                }
-            };
-            if len == self.wake_at {
-                let _ = self.control.try_send(Msg::Wake);
-            }
-            if ev.is_none() {
-                return;
-            }
-            // The buffer is full.
-            let _ = self.control.try_send(Msg::Wake);
+            self.wake();
             match deadline {
                 Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_micros(50)),
                 _ => {
                     self.drop_event("buffer full");
                     return;
                 }
+            }
+            match self.try_push(&buf, pending) {
+                Ok(()) => return,
+                Err(ev) => pending = ev,
             }
         }
     }
@@ -590,6 +647,7 @@ impl Worker {
     /// Takes every thread's pending events, materializes them and writes full
     /// batches. Buffers of threads that have exited are dropped once empty.
     fn drain(&mut self) {
+        self.shared.wake_pending.store(false, Ordering::Release);
         let buffers = match self.shared.buffers.lock() {
             Ok(b) => b.clone(),
             Err(_) => return,
@@ -600,7 +658,7 @@ impl Worker {
             if let Ok(mut events) = buf.events.lock() {
                 std::mem::swap(&mut *events, &mut taken);
             }
-            for ev in taken.drain(..) {
+            for ev in &taken {
                 if let Some(r) = self.materializer.record(ev) {
                     self.batch.push(r);
                 }
@@ -608,9 +666,28 @@ impl Worker {
                     self.write();
                 }
             }
-            self.spare = taken;
             // Two references: ours and the registry's. The thread has exited.
-            gone |= Arc::strong_count(buf) == 2;
+            let exited = Arc::strong_count(buf) == 2;
+            gone |= exited;
+            // Hand the spent events back to their thread to free, unless it
+            // has exited or is not keeping up (then free them here).
+            let mut handed_back = false;
+            if !exited
+                && !taken.is_empty()
+                && let Ok(mut spent) = buf.spent.lock()
+                && spent.len() < 4 * self.batch_size.max(1024)
+            {
+                spent.append(&mut taken);
+                buf.has_spent.store(true, Ordering::Relaxed);
+                handed_back = true;
+            }
+            if !handed_back {
+                taken.clear();
+            }
+            if exited && let Ok(mut spent) = buf.spent.lock() {
+                spent.clear();
+            }
+            self.spare = taken;
         }
         drop(buffers);
         if gone && let Ok(mut all) = self.shared.buffers.lock() {

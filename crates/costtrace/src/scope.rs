@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use compact_str::{CompactString, ToCompactString};
 use costtrace_core::{ItemError, MAX_SCOPE_ERRORS, PricingTier};
@@ -14,10 +14,12 @@ use uuid::Uuid;
 
 use crate::context::{self, Attr, Context, Frame};
 use crate::dispatch::{self, Event};
+use crate::id::Instant;
 use crate::{id, panic};
 
-/// The mutable part of a scope, shared by its guard, its handles and the
-/// recorder (which reads it once the scope has ended).
+/// A scope's data, shared by its guard, its handles and the recorder (which
+/// reads it once the scope has ended). Kept small: it is built on every scope
+/// entry, and the rarely used outcome state is allocated only when used.
 pub(crate) struct ScopeData {
     pub(crate) id: Uuid,
     pub(crate) name: Cow<'static, str>,
@@ -25,16 +27,26 @@ pub(crate) struct ScopeData {
     pub(crate) start: Instant,
     pub(crate) item_count: Option<u64>,
     pub(crate) continue_on_error: bool,
+    pub(crate) finished: AtomicBool,
+    outcome: OnceLock<Box<Outcome>>,
+}
+
+/// Item counts and errors: only scopes that report them pay for them.
+#[derive(Default)]
+pub(crate) struct Outcome {
     pub(crate) success: AtomicU64,
     pub(crate) failure: AtomicU64,
     pub(crate) errors: Mutex<Vec<ItemError>>,
     pub(crate) error: Mutex<Option<String>>,
-    pub(crate) finished: AtomicBool,
 }
 
 impl ScopeData {
+    fn outcome(&self) -> &Outcome {
+        self.outcome.get_or_init(Box::default)
+    }
+
     pub(crate) fn set_error_if_none(&self, msg: impl FnOnce() -> String) {
-        if let Ok(mut e) = self.error.lock()
+        if let Ok(mut e) = self.outcome().error.lock()
             && e.is_none()
         {
             *e = Some(msg());
@@ -42,11 +54,31 @@ impl ScopeData {
     }
 
     pub(crate) fn error_message(&self) -> Option<String> {
-        self.error.lock().ok().and_then(|e| e.clone())
+        self.outcome
+            .get()?
+            .error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
     }
 
     pub(crate) fn item_errors(&self) -> Vec<ItemError> {
-        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+        self.outcome
+            .get()
+            .and_then(|o| o.errors.lock().ok().map(|e| e.clone()))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn success_count(&self) -> u64 {
+        self.outcome
+            .get()
+            .map_or(0, |o| o.success.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn failure_count(&self) -> u64 {
+        self.outcome
+            .get()
+            .map_or(0, |o| o.failure.load(Ordering::Relaxed))
     }
 }
 
@@ -203,26 +235,26 @@ impl ScopeBuilder {
     /// Starts the scope without entering it. The parent is the current context.
     pub(crate) fn start(self) -> ActiveScope {
         let (start, micros) = id::now();
-        let data = ScopeData {
-            id: id::v7_at(micros),
-            name: self.name,
-            started_micros: micros,
-            start,
-            item_count: self.items,
-            continue_on_error: self.continue_on_error,
-            success: AtomicU64::new(0),
-            failure: AtomicU64::new(0),
-            errors: Mutex::new(Vec::new()),
-            error: Mutex::new(None),
-            finished: AtomicBool::new(false),
-        };
-        let frame = context::with_current(|cur| {
-            Frame::child(cur.frame.as_ref(), self.attrs, Some(data), self.tier, None)
-        });
+        let parent = context::with_current(|cur| cur.frame.clone());
+        // One expression, so the frame is built in place in the allocation.
+        let frame = Arc::new(Frame::child(
+            parent,
+            self.attrs,
+            Some(ScopeData {
+                id: id::v7_at(micros),
+                name: self.name,
+                started_micros: micros,
+                start,
+                item_count: self.items,
+                continue_on_error: self.continue_on_error,
+                finished: AtomicBool::new(false),
+                outcome: OnceLock::new(),
+            }),
+            self.tier,
+            None,
+        ));
         ActiveScope {
-            handle: ScopeHandle {
-                frame: Arc::new(frame),
-            },
+            handle: ScopeHandle { frame },
         }
     }
 
@@ -278,7 +310,7 @@ impl ScopeHandle {
     /// Counts one item processed successfully.
     pub fn success(&self) {
         if let Some(d) = self.data() {
-            d.success.fetch_add(1, Ordering::Relaxed);
+            d.outcome().success.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -289,13 +321,13 @@ impl ScopeHandle {
     /// failed and the answer is `false`.
     pub fn failure(&self, item: impl fmt::Display, error: impl fmt::Display) -> bool {
         let Some(d) = self.data() else { return true };
-        d.failure.fetch_add(1, Ordering::Relaxed);
+        d.outcome().failure.fetch_add(1, Ordering::Relaxed);
         let item = item.to_string();
         let error = error.to_string();
         if !d.continue_on_error {
             d.set_error_if_none(|| format!("item {item} failed: {error}"));
         }
-        if let Ok(mut errs) = d.errors.lock()
+        if let Ok(mut errs) = d.outcome().errors.lock()
             && errs.len() < MAX_SCOPE_ERRORS
         {
             errs.push(ItemError { item, error });
@@ -312,12 +344,12 @@ impl ScopeHandle {
 
     /// Successes counted so far.
     pub fn success_count(&self) -> u64 {
-        self.data().map_or(0, |d| d.success.load(Ordering::Relaxed))
+        self.data().map_or(0, ScopeData::success_count)
     }
 
     /// Failures counted so far.
     pub fn failure_count(&self) -> u64 {
-        self.data().map_or(0, |d| d.failure.load(Ordering::Relaxed))
+        self.data().map_or(0, ScopeData::failure_count)
     }
 
     /// The scope's context (its attributes and those it inherited).

@@ -22,7 +22,7 @@ struct CaptureDispatch {
 
 impl Dispatch for CaptureDispatch {
     fn dispatch(&self, ev: Event) {
-        if let Some(r) = self.materializer.record(ev)
+        if let Some(r) = self.materializer.record(&ev)
             && let Ok(mut recs) = self.records.lock()
         {
             recs.push(r);
@@ -74,7 +74,7 @@ pub fn capture_in(environment: Environment) -> Capture {
     let dispatch: Arc<dyn Dispatch> = sink.clone();
     let ctx = crate::context::with_current(|cur| Context {
         frame: Some(Arc::new(Frame::child(
-            cur.frame.as_ref(),
+            cur.frame.clone(),
             Vec::new(),
             None,
             None,
