@@ -41,7 +41,11 @@ fn poll_once<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn caller(c: &mut Criterion) {
-    let guard = Config::new().sink(SinkSpec::None).init().unwrap();
+    let guard = Config::new()
+        .no_spool()
+        .sink(SinkSpec::None)
+        .init()
+        .unwrap();
     let mut g = c.benchmark_group("caller");
 
     g.bench_function("scope_enter_exit", |b| {
@@ -122,6 +126,7 @@ fn caller(c: &mut Criterion) {
 
 fn sustained(c: &mut Criterion) {
     let guard = Config::new()
+        .no_spool()
         .sink(SinkSpec::None)
         .on_full(QueuePolicy::Block(Duration::from_secs(10)))
         .init()

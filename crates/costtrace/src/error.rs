@@ -25,6 +25,14 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
+        "cannot open the spool directory {dir}: {source} (set COSTTRACE_SPOOL_DIR to a writable directory)"
+    )]
+    SpoolOpen {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
         "a costtrace recorder is already installed; drop its InitGuard before calling init() again"
     )]
     AlreadyInitialized,

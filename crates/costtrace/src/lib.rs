@@ -50,6 +50,7 @@ mod scope;
 pub mod sink;
 #[cfg(feature = "tokio")]
 mod spawn;
+mod spool;
 pub mod testing;
 mod usage;
 

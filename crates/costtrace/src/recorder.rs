@@ -24,6 +24,7 @@ use crate::dispatch::{Dispatch, Event};
 use crate::materialize::Materializer;
 use crate::pricer::Pricer;
 use crate::sink::{Sink, SinkSpec};
+use crate::spool::Spool;
 
 /// What to do with a record when the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,7 @@ pub struct Config {
     policy: QueuePolicy,
     max_retry_records: usize,
     pricer: Option<Pricer>,
+    spool_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -108,6 +110,7 @@ impl Config {
             policy: QueuePolicy::Drop,
             max_retry_records: 1_000_000,
             pricer: None,
+            spool_dir: Some(std::path::PathBuf::from("costtrace-spool")),
         }
     }
 
@@ -127,6 +130,14 @@ impl Config {
             && !p.trim().is_empty()
         {
             c = c.prices_file(p.trim())?;
+        }
+        if let Ok(d) = std::env::var("COSTTRACE_SPOOL_DIR") {
+            let d = d.trim();
+            c.spool_dir = match d {
+                "" => c.spool_dir,
+                "none" | "off" => None,
+                d => Some(std::path::PathBuf::from(d)),
+            };
         }
         if let Some(n) = env_parse::<usize>(
             "COSTTRACE_QUEUE_CAPACITY",
@@ -165,6 +176,20 @@ impl Config {
     pub fn sink(mut self, sink: SinkSpec) -> Self {
         self.sink = sink;
         self.custom_sink = None;
+        self
+    }
+
+    /// Where records go while the sink is failing (default
+    /// `./costtrace-spool`, or `COSTTRACE_SPOOL_DIR`).
+    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// No spool: records of a failing sink are kept in memory only (bounded,
+    /// overflow counted as dropped) and are lost if the process dies.
+    pub fn no_spool(mut self) -> Self {
+        self.spool_dir = None;
         self
     }
 
@@ -230,8 +255,18 @@ impl Config {
             Some(s) => s,
             None => self.sink.open()?,
         };
+        let spool = match &self.spool_dir {
+            Some(dir) => Some(Spool::open(dir).map_err(|source| Error::SpoolOpen {
+                dir: dir.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
         let (tx, rx) = bounded(256);
         let health = Arc::new(Health::default());
+        if let Some(sp) = &spool {
+            health.spooled.store(sp.records, Ordering::Relaxed);
+        }
         let shared = Arc::new(Shared {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             control: tx,
@@ -256,6 +291,7 @@ impl Config {
             max_retry_records: self.max_retry_records,
             batch: Vec::with_capacity(self.batch_size),
             retry: Vec::new(),
+            spool,
             spare: Vec::new(),
         };
         let handle = std::thread::Builder::new()
@@ -501,6 +537,8 @@ struct Health {
     dropped: AtomicU64,
     failed_writes: AtomicU64,
     retry_pending: AtomicU64,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -516,8 +554,13 @@ pub struct RecorderHealth {
     pub dropped: u64,
     /// Failed write attempts (each kept its batch for a retry).
     pub failed_writes: u64,
-    /// Records kept after a failed write, waiting to be written again.
+    /// Records kept in memory after a failed write (no spool, or the spool
+    /// could not be written), waiting to be written again.
     pub retry_pending: u64,
+    /// Records in the local spool, waiting for the sink to recover.
+    pub spooled: u64,
+    /// Records replayed from the spool since start.
+    pub replayed: u64,
     /// The latest write error, if any.
     pub last_error: Option<String>,
 }
@@ -532,6 +575,8 @@ pub fn health() -> Option<RecorderHealth> {
         dropped: h.dropped.load(Ordering::Relaxed),
         failed_writes: h.failed_writes.load(Ordering::Relaxed),
         retry_pending: h.retry_pending.load(Ordering::Relaxed),
+        spooled: h.spooled.load(Ordering::Relaxed),
+        replayed: h.replayed.load(Ordering::Relaxed),
         last_error: h.last_error.lock().ok().and_then(|e| e.clone()),
     })
 }
@@ -603,6 +648,7 @@ struct Worker {
     max_retry_records: usize,
     batch: Vec<Record>,
     retry: Vec<Record>,
+    spool: Option<Spool>,
     /// An empty vector with capacity, swapped into a thread's buffer so the
     /// thread does not reallocate.
     spare: Vec<Event>,
@@ -610,6 +656,8 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
+        // Records spooled by this or a dead process before: replay first.
+        self.replay_spool();
         let mut next_tick = Instant::now() + self.flush_interval;
         loop {
             match self.rx.recv_deadline(next_tick) {
@@ -630,6 +678,7 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {
                     crate::id::refresh_clock();
                     self.drain();
+                    self.replay_spool();
                     self.write();
                     let _ = self.sink.flush();
                     next_tick = Instant::now() + self.flush_interval;
@@ -697,49 +746,117 @@ impl Worker {
         }
     }
 
+    fn note_error(&self, msg: String) {
+        self.health.failed_writes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("costtrace could not write records: {msg}");
+        if let Ok(mut le) = self.health.last_error.lock() {
+            *le = Some(msg);
+        }
+    }
+
+    /// Writes `records` to the sink; a panic in the sink is an error.
+    fn sink_write(&mut self, records: &[Record]) -> Result<(), String> {
+        let sink = &mut self.sink;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.write(records)))
+            .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")))
+            .map_err(|e| format!("{}: {e}", self.sink.describe()))
+    }
+
+    /// Replays the spool if it holds anything; true when it is empty after.
+    fn replay_spool(&mut self) -> bool {
+        let Some(spool) = self.spool.as_mut() else {
+            return true;
+        };
+        if spool.is_empty() {
+            return true;
+        }
+        let sink = &mut self.sink;
+        let batch_size = self.batch_size;
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            spool.replay(sink.as_mut(), batch_size)
+        }))
+        .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")));
+        let left = spool.records;
+        self.health.spooled.store(left, Ordering::Relaxed);
+        match res {
+            Ok(n) => {
+                self.health.replayed.fetch_add(n, Ordering::Relaxed);
+                self.health.written.fetch_add(n, Ordering::Relaxed);
+                if n > 0 {
+                    tracing::info!(records = n, "costtrace replayed the spool");
+                }
+                true
+            }
+            Err(e) => {
+                self.note_error(format!("{} (spool replay): {e}", self.sink.describe()));
+                false
+            }
+        }
+    }
+
+    /// Puts records in the spool (durably), or keeps them in memory when
+    /// there is no spool or it cannot be written.
+    fn spool_or_keep(&mut self, mut records: Vec<Record>) {
+        if let Some(spool) = self.spool.as_mut() {
+            match spool.append(&records) {
+                Ok(()) => {
+                    self.health.spooled.store(spool.records, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    let msg = format!("spool: {e}");
+                    self.note_error(msg);
+                }
+            }
+        }
+        self.retry.append(&mut records);
+        if self.retry.len() > self.max_retry_records {
+            let excess = self.retry.len() - self.max_retry_records;
+            self.retry.drain(..excess);
+            self.health
+                .dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+        }
+        self.health
+            .retry_pending
+            .store(self.retry.len() as u64, Ordering::Relaxed);
+    }
+
     fn write(&mut self) {
         if !self.retry.is_empty() {
             let mut retry = std::mem::take(&mut self.retry);
             retry.append(&mut self.batch);
             self.batch = retry;
+            self.health.retry_pending.store(0, Ordering::Relaxed);
         }
         if self.batch.is_empty() {
             return;
         }
-        for chunk_start in (0..self.batch.len()).step_by(self.batch_size.max(1)) {
-            let end = (chunk_start + self.batch_size).min(self.batch.len());
-            let chunk = &self.batch[chunk_start..end];
-            let sink = &mut self.sink;
-            // A sink that panics must not take the recorder down with it.
-            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.write(chunk)))
-                .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")));
-            if let Err(e) = res {
-                self.health.failed_writes.fetch_add(1, Ordering::Relaxed);
-                let msg = format!("{}: {e}", self.sink.describe());
-                tracing::warn!("costtrace could not write records, will retry: {msg}");
-                if let Ok(mut le) = self.health.last_error.lock() {
-                    *le = Some(msg);
-                }
-                let mut rest = self.batch.split_off(chunk_start);
-                if rest.len() > self.max_retry_records {
-                    let excess = rest.len() - self.max_retry_records;
-                    rest.drain(..excess);
-                    self.health
-                        .dropped
-                        .fetch_add(excess as u64, Ordering::Relaxed);
-                }
-                self.health
-                    .retry_pending
-                    .store(rest.len() as u64, Ordering::Relaxed);
-                self.retry = rest;
+        // Keep order: while older records wait in the spool, new ones queue
+        // behind them.
+        if !self.replay_spool() {
+            let batch = std::mem::take(&mut self.batch);
+            self.spool_or_keep(batch);
+            return;
+        }
+        let mut start = 0;
+        while start < self.batch.len() {
+            let end = (start + self.batch_size).min(self.batch.len());
+            let chunk = std::mem::take(&mut self.batch);
+            let res = self.sink_write(&chunk[start..end]);
+            self.batch = chunk;
+            if let Err(msg) = res {
+                self.note_error(msg);
+                let rest = self.batch.split_off(start);
                 self.batch.clear();
+                self.spool_or_keep(rest);
                 return;
             }
             self.health
                 .written
-                .fetch_add((end - chunk_start) as u64, Ordering::Relaxed);
+                .fetch_add((end - start) as u64, Ordering::Relaxed);
+            start = end;
         }
-        self.health.retry_pending.store(0, Ordering::Relaxed);
         self.batch.clear();
     }
 }

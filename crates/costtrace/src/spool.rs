@@ -1,0 +1,320 @@
+//! The local spool: where records go when the sink fails, so nothing is lost.
+//!
+//! Layout: `DIR/<pid>-<nonce>/seg-<n>.jsonl`, one JSON record per line. Each
+//! process owns one subdirectory, held by an exclusive lock on its `lock`
+//! file for the life of the recorder. Appends are fsynced before a flush is
+//! acknowledged. Segments are replayed oldest first when the sink works again;
+//! a segment is deleted only after every record in it was written, and since
+//! sinks write idempotently by record id, replaying a segment twice (after a
+//! crash between the write and the delete) never double-counts.
+//!
+//! At start-up the recorder adopts the subdirectories of processes that died
+//! (their lock is free) and replays them too: that is how records spooled
+//! before a `SIGKILL` reach the store.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use costtrace_core::Record;
+
+use crate::sink::{Sink, SinkError};
+
+/// Records per segment before a new one is started.
+const SEGMENT_RECORDS: u64 = 10_000;
+
+struct Segment {
+    path: PathBuf,
+    /// The owning directory's lock, for adopted directories (released, and
+    /// the directory removed, when its last segment is replayed).
+    adopted_dir: Option<(PathBuf, File)>,
+}
+
+pub(crate) struct Spool {
+    own_dir: PathBuf,
+    _own_lock: File,
+    next_seq: u64,
+    current: Option<(BufWriter<File>, u64)>,
+    /// Closed segments waiting to be replayed, oldest first.
+    pending: VecDeque<Segment>,
+    /// Records currently in the spool.
+    pub(crate) records: u64,
+}
+
+fn seg_seq(p: &Path) -> Option<u64> {
+    p.file_name()?
+        .to_str()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
+
+fn segments_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut segs: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| seg_seq(p).is_some())
+        .collect();
+    segs.sort_by_key(|p| seg_seq(p));
+    Ok(segs)
+}
+
+fn count_lines(p: &Path) -> u64 {
+    File::open(p).map_or(0, |f| BufReader::new(f).lines().count() as u64)
+}
+
+impl Spool {
+    /// Opens the spool under `root`, adopting what dead processes left.
+    pub(crate) fn open(root: &Path) -> io::Result<Spool> {
+        fs::create_dir_all(root)?;
+        let nonce = crate::id::v7_at(crate::id::now_micros())
+            .simple()
+            .to_string();
+        let own_dir = root.join(format!("{}-{}", std::process::id(), &nonce[20..]));
+        fs::create_dir_all(&own_dir)?;
+        let own_lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(own_dir.join("lock"))?;
+        own_lock
+            .try_lock()
+            .map_err(|e| io::Error::other(format!("cannot lock {}: {e}", own_dir.display())))?;
+        let mut pending = VecDeque::new();
+        let mut records = 0;
+        let mut others: Vec<PathBuf> = fs::read_dir(root)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && *p != own_dir)
+            .collect();
+        others.sort();
+        for dir in others {
+            let Ok(lock) = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join("lock"))
+            else {
+                continue;
+            };
+            if lock.try_lock().is_err() {
+                continue; // a live process owns it
+            }
+            let segs = segments_in(&dir)?;
+            if segs.is_empty() {
+                let _ = fs::remove_dir_all(&dir);
+                continue;
+            }
+            let n = segs.len();
+            let mut lock = Some(lock);
+            for (i, path) in segs.into_iter().enumerate() {
+                records += count_lines(&path);
+                let adopted_dir = if i + 1 == n {
+                    lock.take().map(|l| (dir.clone(), l))
+                } else {
+                    None
+                };
+                pending.push_back(Segment { path, adopted_dir });
+            }
+            tracing::info!(dir = %dir.display(), "costtrace adopted a spool left by an earlier process");
+        }
+        Ok(Spool {
+            own_dir,
+            _own_lock: own_lock,
+            next_seq: 0,
+            current: None,
+            pending,
+            records,
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Appends records durably (fsync) to the current segment.
+    pub(crate) fn append(&mut self, records: &[Record]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(records.len() * 512);
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(io::Error::other)?;
+            buf.push(b'\n');
+        }
+        if self.current.is_none() {
+            let path = self
+                .own_dir
+                .join(format!("seg-{:020}.jsonl", self.next_seq));
+            self.next_seq += 1;
+            let f = OpenOptions::new().create(true).append(true).open(&path)?;
+            self.current = Some((BufWriter::new(f), 0));
+        }
+        if let Some((w, n)) = self.current.as_mut() {
+            w.write_all(&buf)?;
+            w.flush()?;
+            w.get_ref().sync_data()?;
+            *n += records.len() as u64;
+            self.records += records.len() as u64;
+            if *n >= SEGMENT_RECORDS {
+                self.close_current();
+            }
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) {
+        if self.current.take().is_some() {
+            let path = self
+                .own_dir
+                .join(format!("seg-{:020}.jsonl", self.next_seq - 1));
+            self.pending.push_back(Segment {
+                path,
+                adopted_dir: None,
+            });
+        }
+    }
+
+    /// Writes spooled records to `sink`, oldest first, deleting each segment
+    /// once all of it is written. Stops at the first error (the sink is still
+    /// down). Returns how many records were replayed.
+    pub(crate) fn replay(
+        &mut self,
+        sink: &mut dyn Sink,
+        batch_size: usize,
+    ) -> Result<u64, SinkError> {
+        self.close_current();
+        let mut replayed = 0;
+        while let Some(seg) = self.pending.front() {
+            let records = read_segment(&seg.path)?;
+            for chunk in records.chunks(batch_size.max(1)) {
+                sink.write(chunk)?;
+            }
+            let n = count_lines(&seg.path);
+            let _ = fs::remove_file(&seg.path);
+            replayed += records.len() as u64;
+            self.records = self.records.saturating_sub(n);
+            if let Some(seg) = self.pending.pop_front()
+                && let Some((dir, lock)) = seg.adopted_dir
+            {
+                drop(lock);
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+        sink.flush()?;
+        Ok(replayed)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.close_current();
+        // Leave nothing behind when everything was replayed.
+        if self.records == 0 {
+            let _ = fs::remove_dir_all(&self.own_dir);
+        }
+    }
+}
+
+/// Reads a segment. A torn last line (the process died mid-append, before
+/// the append was acknowledged) is skipped with a warning.
+fn read_segment(path: &Path) -> Result<Vec<Record>, SinkError> {
+    let f =
+        File::open(path).map_err(|e| SinkError::new(format!("spool {}: {e}", path.display())))?;
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|e| SinkError::new(format!("spool {}: {e}", path.display())))?;
+    let n = lines.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => out.push(r),
+            Err(e) if i + 1 == n => {
+                tracing::warn!(spool = %path.display(), "skipping a torn last spool line: {e}");
+            }
+            Err(e) => {
+                tracing::error!(spool = %path.display(), line = i + 1, "unreadable spool line kept aside: {e}");
+                let aside = path.with_extension(format!("corrupt-{}", i + 1));
+                let _ = fs::write(aside, line);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use costtrace_core::{Environment, PricingTier, ScopeRecord, Timestamp};
+
+    fn rec(i: u64) -> Record {
+        Record::Scope(ScopeRecord {
+            id: crate::id::v7_at(i as i64 * 1000),
+            parent_id: None,
+            name: format!("s{i}"),
+            attrs: Default::default(),
+            environment: Environment::Development,
+            started_at: Timestamp(0),
+            duration_ms: 1.0,
+            error_occurred: false,
+            error_message: None,
+            success_count: 0,
+            failure_count: 0,
+            errors: vec![],
+            pricing_tier: PricingTier::Standard,
+            item_count: None,
+        })
+    }
+
+    struct Collect(Vec<Record>, bool);
+    impl Sink for Collect {
+        fn write(&mut self, r: &[Record]) -> Result<(), SinkError> {
+            if self.1 {
+                return Err(SinkError::new("down"));
+            }
+            self.0.extend_from_slice(r);
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "collect".into()
+        }
+    }
+
+    #[test]
+    fn spooled_records_replay_in_order_and_a_dead_process_spool_is_adopted() {
+        let root = tempfile::tempdir().unwrap();
+        let mut a = Spool::open(root.path()).unwrap();
+        let recs: Vec<Record> = (0..25_000).map(rec).collect();
+        for chunk in recs.chunks(1000) {
+            a.append(chunk).unwrap();
+        }
+        assert_eq!(a.records, 25_000);
+        let mut down = Collect(vec![], true);
+        assert!(a.replay(&mut down, 512).is_err());
+        assert_eq!(a.records, 25_000, "nothing removed on failure");
+        // The process dies: its lock is released, its segments stay.
+        drop(a);
+        let mut b = Spool::open(root.path()).unwrap();
+        assert_eq!(b.records, 25_000, "adopted");
+        let mut up = Collect(vec![], false);
+        assert_eq!(b.replay(&mut up, 512).unwrap(), 25_000);
+        assert_eq!(up.0, recs, "in order, exactly once");
+        assert!(b.is_empty());
+        drop(b);
+        assert_eq!(
+            std::fs::read_dir(root.path()).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(root.path()).unwrap();
+        s.append(&[rec(1), rec(2)]).unwrap();
+        let (w, _) = s.current.as_mut().unwrap();
+        w.write_all(b"{\"kind\":\"scope\",\"id\":\"0190").unwrap();
+        w.flush().unwrap();
+        let mut up = Collect(vec![], false);
+        assert_eq!(s.replay(&mut up, 10).unwrap(), 2);
+    }
+}
