@@ -20,7 +20,6 @@ pub(crate) enum Event {
     },
     Usage(Box<UsageEvent>),
     /// A finished record (request records from the request tracker).
-    #[allow(dead_code)]
     Record(Box<costtrace_core::Record>),
 }
 

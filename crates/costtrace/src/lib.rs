@@ -46,6 +46,7 @@ mod panic;
 #[path = "pricing.rs"]
 mod pricer;
 mod recorder;
+mod request;
 mod scope;
 pub mod sink;
 #[cfg(feature = "tokio")]
@@ -69,6 +70,7 @@ pub use future::{FutureExt, InScope, WithContext};
 pub use recorder::{
     Config, InitGuard, QueuePolicy, RecorderHealth, flush, flush_timeout, health, init,
 };
+pub use request::{ActiveRequest, RequestBuilder, request};
 pub use scope::{
     ActiveScope, ScopeBuilder, ScopeGuard, ScopeHandle, batch_scope, current_scope, scope,
 };

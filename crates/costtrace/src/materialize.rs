@@ -65,7 +65,13 @@ impl Materializer {
                 }))
             }
             Event::Usage(u) => Some(Record::Usage(self.usage(u))),
-            Event::Record(r) => Some((**r).clone()),
+            Event::Record(r) => {
+                let mut r = (**r).clone();
+                if let Record::Request(req) = &mut r {
+                    req.environment = self.environment;
+                }
+                Some(r)
+            }
         }
     }
 

@@ -1,0 +1,137 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The request tracker: start and end records, context linking, failures.
+
+use costtrace::testing::capture;
+use costtrace::{FutureExt, RequestRecord, Usage};
+
+fn requests(cap: &costtrace::testing::Capture) -> Vec<RequestRecord> {
+    cap.records()
+        .into_iter()
+        .filter_map(|r| r.as_request().cloned())
+        .collect()
+}
+
+#[test]
+fn several_requests_of_one_task_link_their_usage() {
+    let cap = capture();
+    for i in 0..3 {
+        let req = costtrace::request(format!("req_task_large_upload_{i}"))
+            .task_id("task_large_upload")
+            .entity_id("company_123")
+            .operation_type("file_upload")
+            .method("POST")
+            .endpoint("/api/entities/{entity_id}/files")
+            .start();
+        {
+            let _in = req.enter();
+            costtrace::record(Usage::service("transformer").units("chunks", 10 * (i + 1)));
+        }
+        req.end(200, None::<&str>);
+    }
+    let reqs = requests(&cap);
+    assert_eq!(reqs.len(), 6, "a start and an end record per request");
+    let ends: Vec<_> = reqs.iter().filter(|r| r.status_code.is_some()).collect();
+    assert_eq!(ends.len(), 3);
+    assert!(
+        ends.iter()
+            .all(|r| r.task_id.as_deref() == Some("task_large_upload"))
+    );
+    assert!(ends.iter().all(|r| r.processing_time_ms.unwrap() >= 0.0));
+    let starts: Vec<_> = reqs.iter().filter(|r| r.status_code.is_none()).collect();
+    assert_eq!(
+        starts.len(),
+        3,
+        "running requests are visible before they end"
+    );
+    let usages = cap.usages();
+    assert_eq!(usages.len(), 3);
+    for (i, u) in usages.iter().enumerate() {
+        assert_eq!(u.attrs["request_id"], format!("req_task_large_upload_{i}"));
+        assert_eq!(u.attrs["task_id"], "task_large_upload");
+        assert_eq!(u.attrs["entity_id"], "company_123");
+    }
+}
+
+#[test]
+fn end_is_recorded_once_and_a_dropped_request_ends_as_500() {
+    let cap = capture();
+    let req = costtrace::request("r1").start();
+    req.end(201, None::<&str>);
+    req.end(500, Some("ignored"));
+    drop(req);
+    drop(costtrace::request("r2").start());
+    let ends: Vec<_> = requests(&cap)
+        .into_iter()
+        .filter(|r| r.status_code.is_some())
+        .collect();
+    assert_eq!(ends.len(), 2);
+    assert_eq!(
+        (ends[0].request_id.as_str(), ends[0].status_code),
+        ("r1", Some(201))
+    );
+    assert_eq!(
+        (ends[1].request_id.as_str(), ends[1].status_code),
+        ("r2", Some(500))
+    );
+    assert_eq!(
+        ends[1].error_message.as_deref(),
+        Some("the request was dropped without end()")
+    );
+}
+
+#[test]
+fn a_panic_ends_the_request_with_its_message() {
+    let cap = capture();
+    let r = std::panic::catch_unwind(|| {
+        let _req = costtrace::request("r-panic").task_id("t").start();
+        panic!("indexer crashed");
+    });
+    assert!(r.is_err());
+    let end = requests(&cap)
+        .into_iter()
+        .find(|r| r.status_code.is_some())
+        .unwrap();
+    assert_eq!(end.status_code, Some(500));
+    assert_eq!(
+        end.error_message.as_deref(),
+        Some("panicked: indexer crashed")
+    );
+}
+
+#[test]
+fn a_background_task_records_inside_the_request_and_ends_it() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cap = capture();
+        let req = costtrace::request("req_bg")
+            .task_id("upload_1")
+            .entity_id("acme")
+            .start();
+        let bg = req.clone();
+        let h = tokio::spawn(
+            async move {
+                tokio::task::yield_now().await;
+                costtrace::record(Usage::service("file_processor").units("pages", 3));
+                bg.set_doc_id("doc_9");
+                bg.end(200, None::<&str>);
+            }
+            .with_context(req.context()),
+        );
+        drop(req);
+        h.await.unwrap();
+        let end = requests(&cap)
+            .into_iter()
+            .find(|r| r.status_code.is_some())
+            .unwrap();
+        assert_eq!(
+            end.status_code,
+            Some(200),
+            "the clone in the task ended it, not the drop"
+        );
+        assert_eq!(end.doc_id.as_deref(), Some("doc_9"));
+        assert_eq!(cap.usages()[0].attrs["request_id"], "req_bg");
+    });
+}
