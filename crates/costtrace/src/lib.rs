@@ -41,17 +41,25 @@ mod dispatch;
 mod error;
 mod future;
 mod id;
+#[cfg(feature = "axum")]
+pub mod layer;
 mod materialize;
 mod panic;
 #[path = "pricing.rs"]
 mod pricer;
 mod recorder;
 mod request;
+#[cfg(feature = "axum")]
+pub use layer::CosttraceLayer;
 mod scope;
 pub mod sink;
 #[cfg(feature = "tokio")]
 mod spawn;
 mod spool;
+#[cfg(feature = "store")]
+mod store_sink;
+#[cfg(feature = "store")]
+pub use store_sink::StoreSink;
 pub mod testing;
 mod usage;
 

@@ -55,12 +55,19 @@ pub enum SinkSpec {
     Stdout,
     /// `none`: records are made and discarded (benchmarks, dry runs).
     None,
+    /// `sqlite:PATH` (the default, `sqlite:costtrace.db`) or
+    /// `postgres://…`: a costtrace store.
+    #[cfg(feature = "store")]
+    Store(String),
 }
 
 impl SinkSpec {
     /// The sink used when `COSTTRACE_SINK` is not set.
     pub fn default_spec() -> SinkSpec {
-        SinkSpec::Jsonl(PathBuf::from("costtrace.jsonl"))
+        #[cfg(feature = "store")]
+        return SinkSpec::Store("sqlite:costtrace.db".to_owned());
+        #[cfg(not(feature = "store"))]
+        return SinkSpec::Jsonl(PathBuf::from("costtrace.jsonl"));
     }
 
     pub(crate) fn open(&self) -> Result<Box<dyn Sink>, crate::Error> {
@@ -75,6 +82,8 @@ impl SinkSpec {
             }
             SinkSpec::Stdout => Box::new(JsonlSink::stdout()),
             SinkSpec::None => Box::new(NullSink),
+            #[cfg(feature = "store")]
+            SinkSpec::Store(url) => Box::new(crate::store_sink::StoreSink::open(url)?),
         })
     }
 }
@@ -85,6 +94,8 @@ impl fmt::Display for SinkSpec {
             SinkSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
             SinkSpec::Stdout => f.write_str("stdout"),
             SinkSpec::None => f.write_str("none"),
+            #[cfg(feature = "store")]
+            SinkSpec::Store(url) => f.write_str(&crate::store_sink::redact_url(url)),
         }
     }
 }
@@ -104,10 +115,24 @@ impl FromStr for SinkSpec {
             }
             return Ok(SinkSpec::Jsonl(PathBuf::from(path)));
         }
+        #[cfg(feature = "store")]
+        {
+            if let Some(path) = s.strip_prefix("sqlite:") {
+                if path.is_empty() {
+                    return Err(bad("sqlite needs a file path, e.g. sqlite:./costtrace.db"));
+                }
+                return Ok(SinkSpec::Store(s.to_owned()));
+            }
+            if crate::store_sink::is_postgres(s) {
+                return Ok(SinkSpec::Store(s.to_owned()));
+            }
+        }
         match s {
             "stdout" => Ok(SinkSpec::Stdout),
             "none" | "null" => Ok(SinkSpec::None),
-            _ => Err(bad("unknown sink; use jsonl:PATH, stdout or none")),
+            _ => Err(bad(
+                "unknown sink; use sqlite:PATH, postgres://…, jsonl:PATH, stdout or none",
+            )),
         }
     }
 }

@@ -1,0 +1,302 @@
+//! PostgreSQL backend: tokio-postgres behind a deadpool pool.
+//!
+//! Usage batches go through `COPY … FROM STDIN BINARY` into a per-connection
+//! temporary staging table, then `INSERT … ON CONFLICT (id) DO NOTHING` into
+//! the hot (or archive) table, so replays are idempotent. Migrations are
+//! versioned SQL files in `migrations/`, applied under an advisory lock.
+
+mod read;
+mod write;
+
+use std::fmt;
+use std::str::FromStr;
+
+use costtrace_core::{Record, RequestRecord, Timestamp};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::{
+    ApiKeyInfo, ArchiveStats, CostView, GroupBy, Page, RequestEnd, RequestFilter, RequestView,
+    Store, StoreError, SummaryRow, TenantScope,
+};
+
+/// Versioned migrations, recorded in `schema_migrations`.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/001_init.sql"))];
+
+/// Connections in the pool.
+const POOL_SIZE: usize = 8;
+
+/// A PostgreSQL-backed [`Store`]. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, libpq URL or
+    /// key=value form; `?options=-csearch_path%3Dmy_schema` selects a schema)
+    /// and runs migrations.
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let config = tokio_postgres::Config::from_str(url)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+            e => StoreError::Pool(e.to_string()),
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await?;
+        // One migrator per schema at a time.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema()))",
+            &[],
+        )
+        .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version integer PRIMARY KEY, applied_at bigint NOT NULL)",
+        )
+        .await?;
+        let applied: Vec<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+            let fail = |e: tokio_postgres::Error| StoreError::Migration {
+                version: *version,
+                message: e.to_string(),
+            };
+            tx.batch_execute(sql).await.map_err(fail)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &Timestamp::now().as_micros()],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many rows the archive tables hold.
+    pub async fn archive_counts(&self) -> Result<ArchiveStats, StoreError> {
+        let c = self.conn().await?;
+        let row = c
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM requests_archive), (SELECT COUNT(*) FROM usage_archive),
+                        (SELECT COUNT(*) FROM scopes_archive)",
+                &[],
+            )
+            .await?;
+        let n = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+        Ok(ArchiveStats {
+            requests: n(0),
+            usage: n(1),
+            scopes: n(2),
+        })
+    }
+
+    /// Bytes used by a table with its indexes and TOAST
+    /// (`pg_total_relation_size`), after `VACUUM ANALYZE` — for the
+    /// bytes-per-record benchmark.
+    pub async fn table_size(&self, table: &str) -> Result<u64, StoreError> {
+        let c = self.conn().await?;
+        let ident = match table {
+            "usage" | "requests" | "scopes" => table,
+            _ => return Err(StoreError::Invalid(format!("unknown table {table:?}"))),
+        };
+        c.batch_execute(&format!("VACUUM ANALYZE {ident}")).await?;
+        let row = c
+            .query_one(
+                "SELECT pg_total_relation_size($1::text::regclass)",
+                &[&ident],
+            )
+            .await?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+}
+
+impl Store for PgStore {
+    async fn insert_records(&self, records: &[Record]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        write::insert_records(self, records).await
+    }
+
+    async fn start_request(&self, req: &RequestRecord) -> Result<(), StoreError> {
+        let c = self.conn().await?;
+        write::upsert_request(&c, req, i64::MIN).await.map(|_| ())
+    }
+
+    async fn end_request(&self, request_id: &str, end: RequestEnd) -> Result<(), StoreError> {
+        write::end_request(self, request_id, &end).await
+    }
+
+    async fn get_request(
+        &self,
+        request_id: &str,
+        scope: &TenantScope,
+    ) -> Result<Option<RequestView>, StoreError> {
+        read::get_request(self, request_id, scope).await
+    }
+
+    async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+        page: Page,
+        scope: &TenantScope,
+    ) -> Result<(Vec<RequestView>, u64), StoreError> {
+        let (limit, offset) = page.limit_offset()?;
+        read::list_requests(self, filter, limit, offset, scope).await
+    }
+
+    async fn task_cost(
+        &self,
+        task_id: &str,
+        scope: &TenantScope,
+    ) -> Result<Option<CostView>, StoreError> {
+        read::cost(self, read::CostOf::Task, task_id, scope).await
+    }
+
+    async fn doc_cost(
+        &self,
+        doc_id: &str,
+        scope: &TenantScope,
+    ) -> Result<Option<CostView>, StoreError> {
+        read::cost(self, read::CostOf::Doc, doc_id, scope).await
+    }
+
+    async fn entity_cost(
+        &self,
+        entity_id: &str,
+        scope: &TenantScope,
+    ) -> Result<Option<CostView>, StoreError> {
+        read::cost(self, read::CostOf::Entity, entity_id, scope).await
+    }
+
+    async fn usage_summary(
+        &self,
+        group_by: GroupBy,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        scope: &TenantScope,
+    ) -> Result<Vec<SummaryRow>, StoreError> {
+        read::usage_summary(self, group_by, from, to, scope).await
+    }
+
+    async fn archive_before(&self, cutoff: Timestamp) -> Result<ArchiveStats, StoreError> {
+        write::archive_before(self, cutoff.as_micros()).await
+    }
+
+    async fn reprice(
+        &self,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        catalogue: &costtrace_pricing::Catalogue,
+    ) -> Result<u64, StoreError> {
+        write::reprice(self, from, to, catalogue).await
+    }
+
+    async fn create_api_key(
+        &self,
+        key_hash: &str,
+        tenant: Option<&str>,
+        label: &str,
+    ) -> Result<ApiKeyInfo, StoreError> {
+        let info = ApiKeyInfo {
+            id: costtrace_core::new_id().to_string(),
+            tenant: tenant.map(str::to_owned),
+            label: label.to_owned(),
+            created_at: Timestamp::now(),
+            revoked: false,
+        };
+        let c = self.conn().await?;
+        c.execute(
+            "INSERT INTO api_keys (id, key_hash, tenant, label, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &info.id,
+                &key_hash,
+                &info.tenant,
+                &info.label,
+                &info.created_at.as_micros(),
+            ],
+        )
+        .await?;
+        Ok(info)
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyInfo>, StoreError> {
+        let c = self.conn().await?;
+        let row = c
+            .query_opt(
+                "SELECT id, tenant, label, created_at, revoked_at IS NOT NULL FROM api_keys
+                 WHERE key_hash = $1 AND revoked_at IS NULL",
+                &[&key_hash],
+            )
+            .await?;
+        Ok(row.as_ref().map(api_key_row))
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                "SELECT id, tenant, label, created_at, revoked_at IS NOT NULL FROM api_keys
+                 ORDER BY created_at, id",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(api_key_row).collect())
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &Timestamp::now().as_micros()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+}
+
+fn api_key_row(r: &tokio_postgres::Row) -> ApiKeyInfo {
+    ApiKeyInfo {
+        id: r.get(0),
+        tenant: r.get(1),
+        label: r.get(2),
+        created_at: Timestamp(r.get(3)),
+        revoked: r.get(4),
+    }
+}

@@ -1,0 +1,352 @@
+//! SQLite queries. Every query starts from an index: names are resolved to
+//! their ids first (an unknown name means "nothing matches"), then the
+//! `(x, ts)` indexes of `requests` and the partial indexes of `usage` are used.
+
+use std::collections::{BTreeMap, HashMap};
+
+use costtrace_core::{Timestamp, nanos_to_usd};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+
+use crate::common::{self, Extent, GroupCost, UsageLine};
+use crate::{CostView, GroupBy, RequestFilter, RequestView, StoreError, SummaryRow, TenantScope};
+
+/// The `names` id of `s`, if it was ever stored.
+fn lookup(c: &Connection, s: &str) -> Result<Option<i64>, StoreError> {
+    Ok(c.prepare_cached("SELECT id FROM names WHERE name = ?1")?
+        .query_row([s], |r| r.get(0))
+        .optional()?)
+}
+
+/// `Ok(Some(None))` for all tenants, `Ok(Some(Some(k)))` for a known
+/// tenant, `Ok(None)` for a tenant that owns nothing.
+fn tenant_key(c: &Connection, scope: &TenantScope) -> Result<Option<Option<i64>>, StoreError> {
+    match scope.tenant() {
+        None => Ok(Some(None)),
+        Some(t) => Ok(lookup(c, t)?.map(Some)),
+    }
+}
+
+/// A non-negative count column.
+fn get_u64(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+}
+
+const REQUEST_SELECT: &str = "SELECT r.request_k, rn.name, r.ts, t.name, d.name, e.name, o.name,
+        tt.name, r.endpoint, r.method, r.status_code, r.processing_time_ms, r.error_message
+    FROM requests r
+    JOIN names rn ON rn.id = r.request_k
+    LEFT JOIN names t ON t.id = r.task_k
+    LEFT JOIN names d ON d.id = r.doc_k
+    LEFT JOIN names e ON e.id = r.entity_k
+    LEFT JOIN names o ON o.id = r.operation_k
+    LEFT JOIN names tt ON tt.id = r.task_type_k";
+
+fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, RequestView)> {
+    Ok((
+        r.get(0)?,
+        RequestView {
+            request_id: r.get(1)?,
+            timestamp: Timestamp(r.get(2)?),
+            task_id: r.get(3)?,
+            doc_id: r.get(4)?,
+            entity_id: r.get(5)?,
+            operation_type: r.get(6)?,
+            task_type: r.get(7)?,
+            endpoint: r.get(8)?,
+            method: r.get(9)?,
+            status_code: r.get(10)?,
+            processing_time_ms: r.get(11)?,
+            error_message: r.get(12)?,
+            services_used: Vec::new(),
+            total_cost_usd: 0.0,
+            total_cost_nanos: 0,
+            unpriced_count: 0,
+        },
+    ))
+}
+
+/// Fills `services_used` and the totals of each request from its usage.
+fn attach_usage(
+    c: &Connection,
+    views: &mut [(i64, RequestView)],
+    tenant: Option<i64>,
+) -> Result<(), StoreError> {
+    if views.is_empty() {
+        return Ok(());
+    }
+    let marks = vec!["?"; views.len()].join(", ");
+    let mut sql = format!(
+        "SELECT u.request_k, COALESCE(s.name, 'llm:' || m.name, 'unknown'), u.cost_nanos,
+                u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                u.reasoning_tokens, u.units
+         FROM usage u
+         LEFT JOIN names s ON s.id = u.service_k
+         LEFT JOIN names m ON m.id = u.model_k
+         WHERE u.request_k IN ({marks})"
+    );
+    let mut args: Vec<i64> = views.iter().map(|(k, _)| *k).collect();
+    if let Some(t) = tenant {
+        sql.push_str(" AND u.entity_k = ?");
+        args.push(t);
+    }
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map(params_from_iter(args), |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            UsageLine {
+                service: r.get(1)?,
+                cost_nanos: r.get(2)?,
+                tokens: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                units: r.get(8)?,
+            },
+        ))
+    })?;
+    let mut by_request: HashMap<i64, Vec<UsageLine>> = HashMap::new();
+    for row in rows {
+        let (k, line) = row?;
+        by_request.entry(k).or_default().push(line);
+    }
+    for (k, v) in views.iter_mut() {
+        let lines = by_request.remove(k).unwrap_or_default();
+        let (services, total, unpriced) = common::services_used(&lines)?;
+        v.services_used = services;
+        v.total_cost_nanos = total;
+        v.total_cost_usd = nanos_to_usd(total);
+        v.unpriced_count = unpriced;
+    }
+    Ok(())
+}
+
+pub(crate) fn get_request(
+    c: &Connection,
+    id: &str,
+    scope: &TenantScope,
+) -> Result<Option<RequestView>, StoreError> {
+    let (Some(key), Some(tenant)) = (lookup(c, id)?, tenant_key(c, scope)?) else {
+        return Ok(None);
+    };
+    let sql =
+        format!("{REQUEST_SELECT} WHERE r.request_k = ?1 AND (?2 IS NULL OR r.entity_k = ?2)");
+    let Some(row) = c
+        .prepare_cached(&sql)?
+        .query_row(rusqlite::params![key, tenant], request_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut views = [row];
+    attach_usage(c, &mut views, tenant)?;
+    let [(_, view)] = views;
+    Ok(Some(view))
+}
+
+pub(crate) fn list_requests(
+    c: &Connection,
+    f: &RequestFilter,
+    limit: i64,
+    offset: i64,
+    scope: &TenantScope,
+) -> Result<(Vec<RequestView>, u64), StoreError> {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let named = [
+        ("r.task_k = ?", &f.task_id),
+        ("r.doc_k = ?", &f.doc_id),
+        ("r.entity_k = ?", &f.entity_id),
+        ("r.task_type_k = ?", &f.task_type),
+        ("r.operation_k = ?", &f.operation_type),
+    ];
+    for (clause, value) in named {
+        if let Some(v) = value {
+            let Some(k) = lookup(c, v)? else {
+                return Ok((Vec::new(), 0));
+            };
+            clauses.push(clause);
+            args.push(Value::Integer(k));
+        }
+    }
+    let Some(tenant) = tenant_key(c, scope)? else {
+        return Ok((Vec::new(), 0));
+    };
+    if let Some(t) = tenant {
+        clauses.push("r.entity_k = ?");
+        args.push(Value::Integer(t));
+    }
+    if let Some(s) = f.status_code {
+        clauses.push("r.status_code = ?");
+        args.push(Value::Integer(i64::from(s)));
+    }
+    if let Some(t) = f.from {
+        clauses.push("r.ts >= ?");
+        args.push(Value::Integer(t.as_micros()));
+    }
+    if let Some(t) = f.to {
+        clauses.push("r.ts < ?");
+        args.push(Value::Integer(t.as_micros()));
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    let total: i64 = c
+        .prepare_cached(&format!("SELECT COUNT(*) FROM requests r{filter}"))?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+    let sql =
+        format!("{REQUEST_SELECT}{filter} ORDER BY r.ts DESC, r.request_k DESC LIMIT ? OFFSET ?");
+    args.push(Value::Integer(limit));
+    args.push(Value::Integer(offset));
+    let mut st = c.prepare_cached(&sql)?;
+    let mut views: Vec<(i64, RequestView)> = st
+        .query_map(params_from_iter(args.iter()), request_row)?
+        .collect::<Result<_, _>>()?;
+    attach_usage(c, &mut views, tenant)?;
+    Ok((
+        views.into_iter().map(|(_, v)| v).collect(),
+        u64::try_from(total).unwrap_or(0),
+    ))
+}
+
+/// What a cost query aggregates.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CostOf {
+    Task,
+    Doc,
+    Entity,
+}
+
+pub(crate) fn cost(
+    c: &Connection,
+    of: CostOf,
+    id: &str,
+    scope: &TenantScope,
+) -> Result<Option<CostView>, StoreError> {
+    let (Some(key), Some(tenant)) = (lookup(c, id)?, tenant_key(c, scope)?) else {
+        return Ok(None);
+    };
+    let (usage_cond, req_cond) = match of {
+        CostOf::Task => ("u.task_k = ?1", "task_k = ?1"),
+        // A doc id learned at the end is on the request, not on its usage.
+        CostOf::Doc => (
+            "(u.doc_k = ?1 OR u.request_k IN (SELECT request_k FROM requests WHERE doc_k = ?1))",
+            "doc_k = ?1",
+        ),
+        CostOf::Entity => ("u.entity_k = ?1", "entity_k = ?1"),
+    };
+    let mut args = vec![key];
+    let tenant_sql = if let Some(t) = tenant {
+        args.push(t);
+        ("AND u.entity_k = ?2", "AND entity_k = ?2")
+    } else {
+        ("", "")
+    };
+    let groups_sql = format!(
+        "SELECT COALESCE(s.name, 'llm:' || m.name, 'unknown'), g.priced, g.unpriced
+         FROM (SELECT u.service_k, u.model_k, SUM(u.cost_nanos) AS priced,
+                      COUNT(*) - COUNT(u.cost_nanos) AS unpriced
+               FROM usage u WHERE {usage_cond} {} GROUP BY u.service_k, u.model_k) g
+         LEFT JOIN names s ON s.id = g.service_k
+         LEFT JOIN names m ON m.id = g.model_k",
+        tenant_sql.0
+    );
+    let groups: Vec<GroupCost> = c
+        .prepare_cached(&groups_sql)?
+        .query_map(params_from_iter(args.iter()), |r| {
+            Ok(GroupCost {
+                key: r.get(0)?,
+                priced_nanos: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                unpriced: get_u64(r, 2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut e = Extent::default();
+    let usage_sql = format!(
+        "SELECT COUNT(*), COUNT(DISTINCT u.request_k), MIN(u.ts), MAX(u.ts)
+         FROM usage u WHERE {usage_cond} {}",
+        tenant_sql.0
+    );
+    c.prepare_cached(&usage_sql)?
+        .query_row(params_from_iter(args.iter()), |r| {
+            e.usage_count = get_u64(r, 0)?;
+            e.usage_requests = get_u64(r, 1)?;
+            e.usage_min = r.get(2)?;
+            e.usage_max = r.get(3)?;
+            Ok(())
+        })?;
+    let req_sql = format!(
+        "SELECT COUNT(*), MIN(ts),
+                MAX(ts + CAST(COALESCE(processing_time_ms, 0) * 1000 AS INTEGER))
+         FROM requests WHERE {req_cond} {}",
+        tenant_sql.1
+    );
+    c.prepare_cached(&req_sql)?
+        .query_row(params_from_iter(args.iter()), |r| {
+            e.request_count = get_u64(r, 0)?;
+            e.request_min = r.get(1)?;
+            e.request_max_end = r.get(2)?;
+            Ok(())
+        })?;
+    Ok(common::cost_view(id, groups, e))
+}
+
+pub(crate) fn usage_summary(
+    c: &Connection,
+    group_by: GroupBy,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    scope: &TenantScope,
+) -> Result<Vec<SummaryRow>, StoreError> {
+    let Some(tenant) = tenant_key(c, scope)? else {
+        return Ok(Vec::new());
+    };
+    let (k, x) = match group_by {
+        GroupBy::Model => ("u.model_k", "0"),
+        GroupBy::Provider => ("u.provider_k", "0"),
+        GroupBy::ServiceType => ("u.service_k", "u.model_k IS NOT NULL"),
+        GroupBy::EntityId => ("u.entity_k", "0"),
+        GroupBy::Day => ("u.ts / 86400000000", "0"),
+    };
+    let name = if group_by == GroupBy::Day {
+        "NULL"
+    } else {
+        "(SELECT name FROM names WHERE id = g.k)"
+    };
+    let sql = format!(
+        "SELECT g.k, g.x, {name}, g.priced, g.unpriced, g.cnt
+         FROM (SELECT {k} AS k, {x} AS x, SUM(u.cost_nanos) AS priced,
+                      COUNT(*) - COUNT(u.cost_nanos) AS unpriced, COUNT(*) AS cnt
+               FROM usage u
+               WHERE u.ts >= ?1 AND u.ts < ?2 AND (?3 IS NULL OR u.entity_k = ?3)
+               GROUP BY 1, 2) g"
+    );
+    let from = from.map_or(i64::MIN, Timestamp::as_micros);
+    let to = to.map_or(i64::MAX, Timestamp::as_micros);
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map(rusqlite::params![from, to, tenant], |r| {
+        let k: Option<i64> = r.get(0)?;
+        let llm: bool = r.get(1)?;
+        let name: Option<String> = r.get(2)?;
+        let key = match (group_by, name, k) {
+            (GroupBy::Day, _, Some(day)) => common::day_key(day),
+            (_, Some(n), _) => n,
+            (GroupBy::ServiceType, None, _) if llm => "llm".to_owned(),
+            _ => "(none)".to_owned(),
+        };
+        Ok((
+            key,
+            r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+            get_u64(r, 4)?,
+            get_u64(r, 5)?,
+        ))
+    })?;
+    let mut merged: BTreeMap<String, (i64, u64, u64)> = BTreeMap::new();
+    for row in rows {
+        let (key, priced, unpriced, count) = row?;
+        let m = merged.entry(key).or_default();
+        m.0 = m.0.saturating_add(priced);
+        m.1 += unpriced;
+        m.2 += count;
+    }
+    Ok(common::summary_rows(merged))
+}
