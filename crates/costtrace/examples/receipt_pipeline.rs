@@ -2,7 +2,9 @@
 //! recorder, the JSON Lines sink, and then a table of what was recorded.
 //!
 //! Run: `cargo run -p costtrace --example receipt_pipeline`
-//! (records go to `COSTTRACE_SINK`, default `jsonl:costtrace.jsonl`).
+//! Records go to `COSTTRACE_SINK`, by default the embedded SQLite store
+//! `./costtrace.db`, which is then queried for what the run cost; with
+//! `COSTTRACE_SINK=jsonl:FILE` the JSON lines are printed as a table.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
@@ -69,11 +71,16 @@ fn risky_ai_operation(receipt_id: &str) -> Result<String, ModelError> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sink_path = match std::env::var("COSTTRACE_SINK") {
-        Ok(s) if s.starts_with("jsonl:") => Some(s.trim_start_matches("jsonl:").to_owned()),
-        Ok(_) => None,
-        Err(_) => Some("costtrace.jsonl".to_owned()),
-    };
+    let sink = std::env::var("COSTTRACE_SINK").unwrap_or_else(|_| "sqlite:costtrace.db".to_owned());
+    let sink_path = sink.strip_prefix("jsonl:").map(str::to_owned);
+    // One run id per run, so the store queries below show this run only.
+    let run = format!(
+        "run-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let _run = costtrace::with_context([("entity_id", run.as_str())]);
     let start_line = sink_path.as_deref().map_or(0, count_lines);
     let guard = costtrace::init()?;
 
@@ -128,8 +135,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Seed 004: paid non-AI services inside a task.
+    let task_id = format!("upload_{run}");
     scope("upload")
-        .attr("task_id", "upload_abc123")
+        .attr("task_id", &task_id)
         .attr("doc_id", "doc_xyz789")
         .run(|| {
             costtrace::record(Usage::service("file_processor").units("pages", 10));
@@ -144,10 +152,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(guard); // flushes
     match sink_path {
         Some(path) => print_table(&path, start_line)?,
-        None => println!(
-            "records went to {}",
-            std::env::var("COSTTRACE_SINK").unwrap_or_default()
-        ),
+        None if sink.starts_with("sqlite:") || sink.starts_with("postgres") => {
+            rt.block_on(print_store(&sink, &run, &task_id))?
+        }
+        None => println!("records went to {sink}"),
+    }
+    Ok(())
+}
+
+/// Reads this run's costs back from the store, as the costtrace API would.
+async fn print_store(
+    url: &str,
+    run: &str,
+    task_id: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use costtrace_store::{AnyStore, GroupBy, Store, TenantScope};
+    let store = AnyStore::open(url).await?;
+    let me = TenantScope::Tenant(run.to_owned());
+    println!("\nstored in {url} (this run is entity {run}):");
+    println!(
+        "{:<28} {:>14} {:>9} {:>8}",
+        "model / service", "cost (USD)", "records", "unpriced"
+    );
+    for row in store.usage_summary(GroupBy::Model, None, None, &me).await? {
+        println!(
+            "{:<28} {:>14.6} {:>9} {:>8}",
+            row.key, row.total_cost_usd, row.record_count, row.unpriced_count
+        );
+    }
+    if let Some(c) = store.entity_cost(run, &me).await? {
+        println!(
+            "\ntotal: ${:.6} priced, {} unpriced record(s)",
+            c.total_cost_usd, c.unpriced_count
+        );
+    }
+    if let Some(t) = store.task_cost(task_id, &me).await? {
+        println!(
+            "task {task_id}: ${:.6} {:?}",
+            t.total_cost_usd, t.breakdown_by_service
+        );
     }
     Ok(())
 }
