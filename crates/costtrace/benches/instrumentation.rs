@@ -40,6 +40,22 @@ fn poll_once<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
+/// Builds, enters and exits a scope with 1,000 attributes.
+fn bench_1000_attrs(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let keys: Vec<String> = (0..1000).map(|i| format!("key_{i}")).collect();
+    let vals: Vec<String> = (0..1000).map(|i| format!("value_{i}")).collect();
+    g.bench_function("context_1000_attrs_build_enter_exit", |b| {
+        b.iter(|| {
+            let mut s = scope("big");
+            for (k, v) in keys.iter().zip(&vals) {
+                s = s.attr(k, v);
+            }
+            let _g = s.enter();
+            black_box(costtrace::current().get("key_500").map(str::len));
+        })
+    });
+}
+
 fn caller(c: &mut Criterion) {
     let guard = Config::new()
         .no_spool()
@@ -94,18 +110,7 @@ fn caller(c: &mut Criterion) {
             })
         });
     }
-    let keys: Vec<String> = (0..1000).map(|i| format!("key_{i}")).collect();
-    let vals: Vec<String> = (0..1000).map(|i| format!("value_{i}")).collect();
-    g.bench_function("context_1000_attrs_build_enter_exit", |b| {
-        b.iter(|| {
-            let mut s = scope("big");
-            for (k, v) in keys.iter().zip(&vals) {
-                s = s.attr(k, v);
-            }
-            let _g = s.enter();
-            black_box(costtrace::current().get("key_500").map(str::len));
-        })
-    });
+    bench_1000_attrs(&mut g);
     g.bench_function("reference_tracing_span_registry", |b| {
         let subscriber = tracing_subscriber::registry();
         tracing::subscriber::with_default(subscriber, || {
@@ -163,18 +168,7 @@ fn no_recorder(c: &mut Criterion) {
             let _s = scope("op").enter();
         })
     });
-    let keys: Vec<String> = (0..1000).map(|i| format!("key_{i}")).collect();
-    let vals: Vec<String> = (0..1000).map(|i| format!("value_{i}")).collect();
-    g.bench_function("context_1000_attrs_build_enter_exit", |b| {
-        b.iter(|| {
-            let mut s = scope("big");
-            for (k, v) in keys.iter().zip(&vals) {
-                s = s.attr(k, v);
-            }
-            let _g = s.enter();
-            black_box(costtrace::current().get("key_500").map(str::len));
-        })
-    });
+    bench_1000_attrs(&mut g);
     g.finish();
 }
 
