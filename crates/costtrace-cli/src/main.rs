@@ -1,6 +1,8 @@
 //! The `costtrace` command-line tool: one module per subcommand.
 
+mod keys;
 mod prices;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,10 @@ struct Cli {
 enum Command {
     /// Price usages and look models up in the price catalogue.
     Prices(prices::PricesArgs),
+    /// Serve the cost API over HTTP.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys for `serve`.
+    Keys(keys::KeysArgs),
 }
 
 /// The outcome of a command that ran: success, or a usage that could not be
@@ -50,6 +56,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Prices(args) => prices::run(args, cli.prices.as_ref()),
+        Command::Serve(args) => serve::run(args, cli.prices.as_ref()),
+        Command::Keys(args) => keys::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

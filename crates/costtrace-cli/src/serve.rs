@@ -1,0 +1,119 @@
+//! `costtrace serve`: the HTTP API over one store.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use costtrace_server::{AppState, AuthMode, app};
+use costtrace_store::AnyStore;
+
+use crate::{Outcome, load_catalogue};
+
+/// Where records and keys live (shared by `serve` and `keys`).
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// `sqlite:PATH` (embedded, one process) or `postgres://…` (several
+    /// stateless servers may share one database).
+    #[arg(
+        long,
+        env = "COSTTRACE_DATABASE_URL",
+        default_value = "sqlite:./costtrace.db",
+        value_name = "URL"
+    )]
+    pub(crate) database_url: String,
+}
+
+impl StoreArgs {
+    pub(crate) async fn open(&self) -> anyhow::Result<AnyStore> {
+        AnyStore::open(&self.database_url)
+            .await
+            .with_context(|| format!("opening the store {}", redact(&self.database_url)))
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `costtrace serve …`
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on. Anything but a loopback address needs API keys
+    /// (`costtrace keys create`).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+}
+
+pub(crate) fn run(args: &ServeArgs, prices: Option<&PathBuf>) -> anyhow::Result<Outcome> {
+    let catalogue = load_catalogue(prices)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = args.store.open().await?;
+        let auth = AuthMode::detect(&store)
+            .await
+            .context("reading the API keys")?;
+        if auth == AuthMode::Local && !args.bind.is_loopback() {
+            bail!(
+                "refusing to listen on {} without API keys: anyone could read every tenant's costs. \
+                 Create a key first (`costtrace keys create --admin` or `--tenant NAME`), \
+                 or bind a loopback address (--bind 127.0.0.1)",
+                args.bind
+            );
+        }
+        let listener = tokio::net::TcpListener::bind((args.bind, args.port))
+            .await
+            .with_context(|| format!("listening on {}:{}", args.bind, args.port))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let mode = match auth {
+            AuthMode::Local => {
+                "local mode: no API keys configured, every caller is admin (loopback only)"
+            }
+            AuthMode::Keys => "API keys required (Authorization: Bearer KEY)",
+        };
+        eprintln!(
+            "costtrace: serving http://{addr} ({} store; {mode})",
+            store.backend()
+        );
+        let state = AppState::new(store, catalogue, auth);
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving HTTP")?;
+        Ok(Outcome::Ok)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("sqlite:./costtrace.db"), "sqlite:./costtrace.db");
+    }
+}

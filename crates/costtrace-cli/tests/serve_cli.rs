@@ -1,0 +1,272 @@
+//! `costtrace serve` and `costtrace keys` through the built binary, over real
+//! HTTP on loopback (a tiny HTTP/1.1 client over `TcpStream`, no extra deps).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn costtrace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_costtrace"))
+        .args(args)
+        .env_remove("COSTTRACE_PRICES")
+        .env_remove("COSTTRACE_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+/// A running `costtrace serve`, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    banner: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `costtrace serve --port 0 …` and waits for its start-up line.
+fn serve(db: &str, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_costtrace"))
+        .args(["serve", "--database-url", db, "--port", "0"])
+        .args(extra)
+        .env_remove("COSTTRACE_PRICES")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let banner = lines.next().expect("no start-up line").unwrap();
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected start-up line {banner:?}"))
+        .to_owned();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        addr,
+        banner,
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and JSON.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let payload = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    let v = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
+    (status, v)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn db(dir: &tempfile::TempDir) -> String {
+    format!("sqlite:{}", dir.path().join("costtrace.db").display())
+}
+
+#[test]
+fn serve_local_mode_answers_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&db(&dir), &[]);
+    assert!(server.banner.contains("local mode"), "{}", server.banner);
+    assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
+
+    let (status, h) = http(&server.addr, "GET", "/healthz", None, None);
+    assert_eq!(status, 200);
+    assert_eq!(h["auth"], "local");
+
+    let records = json!([
+        {"kind": "request", "request_id": "req_1", "task_id": "task_1", "entity_id": "acme",
+         "timestamp": "2025-01-15T10:30:45.123Z", "status_code": 200},
+        {"kind": "usage", "id": "0194e0a0-0000-7000-8000-000000000001",
+         "attrs": {"request_id": "req_1", "task_id": "task_1", "entity_id": "acme"},
+         "environment": "production", "timestamp": "2025-01-15T10:31:00.000Z",
+         "service_type": "file_processor", "units": {"pages": 10}, "pricing_tier": "standard"}
+    ]);
+    let (status, body) = http(&server.addr, "POST", "/api/ingest", None, Some(&records));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 2);
+
+    let (status, c) = http(&server.addr, "GET", "/api/tasks/task_1/cost", None, None);
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["task_id"], "task_1");
+    assert_eq!(c["total_cost_nanos"], 200_000_000);
+    assert_eq!(c["period_start"], "2025-01-15T10:30:45.123Z");
+    let (status, list) = http(
+        &server.addr,
+        "GET",
+        "/api/requests?task_id=task_1",
+        None,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(list["total"], 1);
+    let (status, body) = http(&server.addr, "GET", "/api/tasks/nope/cost", None, None);
+    assert_eq!(status, 404);
+    assert_eq!(body, json!({"detail": "Task nope not found"}));
+}
+
+#[test]
+fn serve_refuses_public_bind_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = costtrace(&[
+        "serve",
+        "--database-url",
+        &db(&dir),
+        "--bind",
+        "0.0.0.0",
+        "--port",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0 without API keys"),
+        "{err}"
+    );
+    assert!(err.contains("costtrace keys create"), "{err}");
+}
+
+#[test]
+fn keys_create_list_revoke_and_serve_with_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db(&dir);
+    let out = costtrace(&["keys", "create", "--tenant", "acme", "--database-url", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // Only the key, on one line.
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    let acme = stdout.trim().to_owned();
+    assert!(acme.starts_with("ct_") && acme.len() == 67, "{acme}");
+    let admin_out = costtrace(&[
+        "keys",
+        "create",
+        "--admin",
+        "--label",
+        "ops",
+        "--database-url",
+        &url,
+    ]);
+    let admin = String::from_utf8(admin_out.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // --tenant and --admin are exclusive, and one is required.
+    assert!(
+        !costtrace(&["keys", "create", "--database-url", &url])
+            .status
+            .success()
+    );
+    assert!(
+        !costtrace(&[
+            "keys",
+            "create",
+            "--admin",
+            "--tenant",
+            "x",
+            "--database-url",
+            &url
+        ])
+        .status
+        .success()
+    );
+
+    let list = costtrace(&["keys", "list", "--json", "--database-url", &url]);
+    let keys: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys[0]["tenant"], "acme");
+    assert!(keys[1]["tenant"].is_null());
+    assert_eq!(keys[1]["label"], "ops");
+    let listing =
+        String::from_utf8(costtrace(&["keys", "list", "--database-url", &url]).stdout).unwrap();
+    assert!(!listing.contains(&acme), "keys list must never show a key");
+    assert!(listing.contains("tenant:acme"));
+
+    // With keys the server needs one.
+    let server = serve(&url, &[]);
+    assert!(
+        server.banner.contains("API keys required"),
+        "{}",
+        server.banner
+    );
+    assert_eq!(
+        http(&server.addr, "GET", "/api/requests", None, None).0,
+        401
+    );
+    let (status, list) = http(&server.addr, "GET", "/api/requests", Some(&acme), None);
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 0);
+    assert_eq!(
+        http(&server.addr, "GET", "/api/requests", Some(&admin), None).0,
+        200
+    );
+
+    // Revoking takes effect on the running server.
+    let id = keys[0]["id"].as_str().unwrap();
+    let out = costtrace(&["keys", "revoke", id, "--database-url", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        http(&server.addr, "GET", "/api/requests", Some(&acme), None).0,
+        401
+    );
+    let again = costtrace(&["keys", "revoke", id, "--database-url", &url]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no active key"));
+}

@@ -1,0 +1,367 @@
+//! `POST /api/ingest`: a JSON array of records (scope, usage, request) in the
+//! wire format of `costtrace-core`. Each record is checked on its own: the
+//! valid ones are stored, the invalid ones are listed with a field-level
+//! reason. Usage without a cost is priced with the server's catalogue; a
+//! cost that arrives with it (provider-reported) is kept.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use costtrace_core::{Attrs, Record, RequestRecord, ScopeRecord, UsageRecord};
+use costtrace_store::{Store, TenantScope};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState, Caller, MAX_ID_LEN};
+
+/// Largest accepted body (bytes); larger is a 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Most records in one batch.
+pub const MAX_BATCH: usize = 10_000;
+/// Largest token or unit count accepted (a trillion).
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+/// Largest cost of one record accepted, in dollars.
+pub const MAX_COST_USD: f64 = 1_000_000.0;
+const MAX_TEXT: usize = 16 * 1024;
+const MAX_ATTRS: usize = 64;
+const MAX_ATTR_VALUE: usize = 1024;
+const MAX_DURATION_MS: f64 = 1e10;
+
+/// `POST /api/ingest`
+pub(crate) async fn ingest(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| crate::error::rejection(e.status(), e.body_text()))?;
+    let items: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON array of records".into(),
+            ));
+        }
+        Err(e) => return Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
+    };
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::Status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} records in one batch; send at most {MAX_BATCH} per request",
+                items.len()
+            ),
+        ));
+    }
+    let mut valid = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_record(item)
+            .and_then(|r| check_record(r, &scope))
+            .map(|r| price(r, &state))
+        {
+            Ok(r) => valid.push((index, r)),
+            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
+        }
+    }
+    if let TenantScope::Tenant(t) = &scope {
+        // A tenant may not overwrite another tenant's request by reusing its id.
+        let mut kept = Vec::with_capacity(valid.len());
+        for (index, r) in valid {
+            if let Record::Request(q) = &r
+                && let Some(existing) = state
+                    .store
+                    .get_request(&q.request_id, &TenantScope::All)
+                    .await?
+                && existing.entity_id.as_deref() != Some(t.as_str())
+            {
+                rejected.push(json!({
+                    "index": index,
+                    "reason": format!("request_id: {:?} is already used; pick another id", q.request_id),
+                }));
+                continue;
+            }
+            kept.push((index, r));
+        }
+        valid = kept;
+    }
+    let records: Vec<Record> = valid.into_iter().map(|(_, r)| r).collect();
+    let inserted = if records.is_empty() {
+        0
+    } else {
+        state.store.insert_records(&records).await?
+    };
+    state
+        .metrics
+        .records_ingested(records.len() as u64, rejected.len() as u64);
+    let status = if records.is_empty() && !rejected.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let mut body = json!({
+        "accepted": records.len(),
+        "inserted": inserted,
+        "rejected": rejected,
+    });
+    if status != StatusCode::OK {
+        body["detail"] = json!("no record in the batch was valid; see `rejected`");
+    }
+    Ok((status, Json(body)).into_response())
+}
+
+fn de<T: DeserializeOwned>(v: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
+/// PostgreSQL text cannot hold NUL: refuse it up front for both backends.
+fn find_nul(v: &Value, path: &mut String) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path.clone()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = find_nul(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                return Some(format!("{path}(a key)"));
+            }
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(k);
+            let found = find_nul(item, path);
+            path.truncate(len);
+            found
+        }),
+        _ => None,
+    }
+}
+
+/// Reads the `kind` tag, then the record itself, so errors name the field.
+fn parse_record(v: Value) -> Result<Record, String> {
+    if let Some(path) = find_nul(&v, &mut String::new()) {
+        return Err(format!("{path}: contains a NUL character"));
+    }
+    let kind = match v.get("kind") {
+        Some(Value::String(k)) => k.clone(),
+        Some(_) => return Err("kind: must be a string (scope, usage or request)".into()),
+        None if v.is_object() => return Err("kind: missing (scope, usage or request)".into()),
+        None => return Err("a record must be a JSON object".into()),
+    };
+    match kind.as_str() {
+        "usage" => de::<UsageRecord>(v).map(Record::Usage),
+        "request" => de::<RequestRecord>(v).map(Record::Request),
+        "scope" => de::<ScopeRecord>(v).map(Record::Scope),
+        other => Err(format!(
+            "kind: {:?} is not a record kind (scope, usage or request)",
+            truncate(other)
+        )),
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn max_len(field: &str, v: Option<&str>, max: usize) -> Result<(), String> {
+    match v {
+        Some(s) if s.len() > max => Err(format!(
+            "{field}: {} bytes long; at most {max} are allowed",
+            s.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn duration(field: &str, v: Option<f64>) -> Result<(), String> {
+    match v {
+        Some(d) if !d.is_finite() || !(0.0..=MAX_DURATION_MS).contains(&d) => Err(format!(
+            "{field}: {d} is not a duration in milliseconds (0 to {MAX_DURATION_MS})"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn count(field: &str, v: Option<u64>) -> Result<(), String> {
+    match v {
+        Some(n) if n > MAX_COUNT => Err(format!("{field}: {n} is larger than {MAX_COUNT}")),
+        _ => Ok(()),
+    }
+}
+
+/// Checks attrs and binds them to the caller's tenant: a tenant's records
+/// get its `entity_id`; naming another tenant is refused.
+fn check_attrs(attrs: &mut Attrs, scope: &TenantScope) -> Result<(), String> {
+    if attrs.len() > MAX_ATTRS {
+        return Err(format!(
+            "attrs: {} entries; at most {MAX_ATTRS}",
+            attrs.len()
+        ));
+    }
+    for (k, v) in attrs.iter() {
+        max_len("attrs key", Some(k), MAX_ID_LEN)?;
+        let max = if matches!(
+            k.as_str(),
+            "request_id" | "task_id" | "doc_id" | "entity_id"
+        ) {
+            MAX_ID_LEN
+        } else {
+            MAX_ATTR_VALUE
+        };
+        max_len(&format!("attrs.{k}"), Some(v), max)?;
+    }
+    if let TenantScope::Tenant(t) = scope {
+        match attrs.get("entity_id") {
+            Some(e) if e != t => {
+                return Err("attrs.entity_id: names another tenant than the API key's".into());
+            }
+            Some(_) => {}
+            None => {
+                attrs.insert("entity_id".into(), t.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_record(mut r: Record, scope: &TenantScope) -> Result<Record, String> {
+    match &mut r {
+        Record::Usage(u) => {
+            check_attrs(&mut u.attrs, scope)?;
+            for (f, v) in [
+                ("provider", &u.provider),
+                ("model", &u.model),
+                ("service_type", &u.service_type),
+                ("operation", &u.operation),
+                ("price_version", &u.price_version),
+            ] {
+                max_len(f, v.as_deref(), MAX_ID_LEN)?;
+            }
+            max_len("error_message", u.error_message.as_deref(), MAX_TEXT)?;
+            max_len(
+                "unpriced_reason",
+                u.unpriced_reason.as_deref(),
+                MAX_ATTR_VALUE,
+            )?;
+            for (f, v) in [
+                ("input_tokens", u.input_tokens),
+                ("output_tokens", u.output_tokens),
+                ("cache_read_tokens", u.cache_read_tokens),
+                ("cache_write_tokens", u.cache_write_tokens),
+                ("reasoning_tokens", u.reasoning_tokens),
+            ] {
+                count(f, v)?;
+            }
+            if u.units.len() > MAX_ATTRS {
+                return Err(format!(
+                    "units: {} entries; at most {MAX_ATTRS}",
+                    u.units.len()
+                ));
+            }
+            for (k, v) in &u.units {
+                max_len("units key", Some(k), MAX_ID_LEN)?;
+                count(&format!("units.{k}"), Some(*v))?;
+            }
+            duration("duration_ms", u.duration_ms)?;
+            if let Some(usd) = u.cost_usd
+                && (!usd.is_finite() || !(0.0..=MAX_COST_USD).contains(&usd))
+            {
+                return Err(format!(
+                    "cost_usd: {usd} is not a cost between 0 and {MAX_COST_USD}"
+                ));
+            }
+            if let Some(n) = u.cost_nanos {
+                let max = costtrace_core::usd_to_nanos(MAX_COST_USD).unwrap_or(i64::MAX);
+                if !(0..=max).contains(&n) {
+                    return Err(format!("cost_nanos: {n} is not a cost between 0 and {max}"));
+                }
+            }
+        }
+        Record::Request(q) => {
+            if q.request_id.trim().is_empty() {
+                return Err("request_id: must not be empty".into());
+            }
+            for (f, v) in [
+                ("request_id", Some(&q.request_id)),
+                ("task_id", q.task_id.as_ref()),
+                ("doc_id", q.doc_id.as_ref()),
+                ("entity_id", q.entity_id.as_ref()),
+                ("operation_type", q.operation_type.as_ref()),
+                ("task_type", q.task_type.as_ref()),
+                ("method", q.method.as_ref()),
+            ] {
+                max_len(f, v.map(String::as_str), MAX_ID_LEN)?;
+            }
+            max_len("endpoint", q.endpoint.as_deref(), MAX_ATTR_VALUE)?;
+            max_len("error_message", q.error_message.as_deref(), MAX_TEXT)?;
+            if let Some(s) = q.status_code
+                && !(100..=599).contains(&s)
+            {
+                return Err(format!("status_code: {s} is not an HTTP status (100–599)"));
+            }
+            duration("processing_time_ms", q.processing_time_ms)?;
+            if let TenantScope::Tenant(t) = scope {
+                match &q.entity_id {
+                    Some(e) if e != t => {
+                        return Err("entity_id: names another tenant than the API key's".into());
+                    }
+                    Some(_) => {}
+                    None => q.entity_id = Some(t.clone()),
+                }
+            }
+        }
+        Record::Scope(s) => {
+            check_attrs(&mut s.attrs, scope)?;
+            max_len("name", Some(&s.name), MAX_ID_LEN)?;
+            max_len("error_message", s.error_message.as_deref(), MAX_TEXT)?;
+            duration("duration_ms", Some(s.duration_ms))?;
+            if s.errors.len() > costtrace_core::MAX_SCOPE_ERRORS {
+                return Err(format!(
+                    "errors: {} entries; at most {}",
+                    s.errors.len(),
+                    costtrace_core::MAX_SCOPE_ERRORS
+                ));
+            }
+            for e in &s.errors {
+                max_len("errors.item", Some(&e.item), MAX_ATTR_VALUE)?;
+                max_len("errors.error", Some(&e.error), MAX_TEXT)?;
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Keeps a reported cost; prices usage that has none.
+fn price(mut r: Record, state: &AppState) -> Record {
+    if let Record::Usage(u) = &mut r {
+        match (u.cost_nanos, u.cost_usd) {
+            (Some(n), _) => u.cost_usd = Some(costtrace_core::nanos_to_usd(n)),
+            (None, Some(usd)) => {
+                u.cost_nanos = costtrace_core::usd_to_nanos(usd);
+                u.unpriced_reason = None;
+            }
+            (None, None) => state.catalogue.price_record(u),
+        }
+        if u.cost_nanos.is_some() {
+            u.unpriced_reason = None;
+        }
+    }
+    r
+}

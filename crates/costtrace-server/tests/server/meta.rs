@@ -1,0 +1,97 @@
+//! `/openapi.json` matches what the server really answers; `/metrics`.
+
+use std::collections::BTreeSet;
+
+use costtrace_server::AuthMode;
+use costtrace_store::AnyStore;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+pub async fn openapi_matches_responses(store: &AnyStore) {
+    let app = router(store, AuthMode::Local);
+    seed_uploads(&app, None).await;
+    let (status, doc) = get(&app, "/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+
+    // Every documented operation answers with a documented status.
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 10);
+    for (path, ops) in paths {
+        let uri = path
+            .replace("{request_id}", "req_123abc")
+            .replace("{task_id}", "task_abc123")
+            .replace("{doc_id}", "doc_xyz789")
+            .replace("{entity_id}", "company_123");
+        for (method, op) in ops.as_object().unwrap() {
+            let body = (method == "post").then(|| json!([]));
+            let (status, resp) =
+                call(&app, &method.to_uppercase(), &uri, None, body.as_ref()).await;
+            assert!(
+                op["responses"].get(status.as_str()).is_some(),
+                "{method} {uri}: {status} is not documented ({resp})"
+            );
+            assert_eq!(status, 200, "{method} {uri}: {resp}");
+        }
+    }
+
+    // Documented properties are exactly the fields returned.
+    let schema = |name: &str| keys(&doc["components"]["schemas"][name]["properties"]);
+    let (_, r) = get(&app, "/api/requests/req_123abc", None).await;
+    assert_eq!(keys(&r), schema("Request"));
+    assert_eq!(keys(&r["services_used"][0]), schema("ServiceUse"));
+    let (_, list) = get(&app, "/api/requests", None).await;
+    assert_eq!(keys(&list), schema("RequestList"));
+    for (uri, name) in [
+        ("/api/tasks/task_abc123/cost", "TaskCost"),
+        ("/api/docs/doc_xyz789/cost", "DocCost"),
+        ("/api/entities/company_123/cost", "EntityCost"),
+    ] {
+        let (_, c) = get(&app, uri, None).await;
+        assert_eq!(keys(&c), schema(name), "{uri}");
+    }
+    let (_, s) = get(&app, "/api/usage/summary?group_by=day", None).await;
+    assert_eq!(keys(&s), schema("UsageSummary"));
+    assert_eq!(keys(&s["groups"][0]), schema("SummaryGroup"));
+    let (_, h) = get(&app, "/healthz", None).await;
+    assert_eq!(keys(&h), schema("Health"));
+    let (_, i) = ingest(&app, None, &[json!({"kind": "x"})]).await;
+    assert_eq!(keys(&i), schema("IngestResult"));
+    let (_, e) = get(&app, "/api/tasks/none/cost", None).await;
+    assert_eq!(keys(&e), schema("Error"));
+}
+
+pub async fn metrics_count_requests_by_route(store: &AnyStore) {
+    let app = router(store, AuthMode::Local);
+    for id in ["a", "b", "c"] {
+        assert_eq!(
+            get(&app, &format!("/api/tasks/{id}/cost"), None).await.0,
+            404
+        );
+    }
+    let (status, text) = get(&app, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap();
+    assert!(text.contains("# TYPE costtrace_http_requests_total counter"));
+    // By route template, never by raw path.
+    assert!(
+        text.contains(
+            "costtrace_http_requests_total{method=\"GET\",route=\"/api/tasks/{task_id}/cost\",status=\"404\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("/api/tasks/a/cost"));
+    assert!(text.contains(
+        "costtrace_http_request_duration_seconds_count{method=\"GET\",route=\"/api/tasks/{task_id}/cost\",status=\"404\"} 3"
+    ));
+    assert!(text.contains("costtrace_records_ingested_total 0"));
+}
