@@ -40,6 +40,7 @@ mod context;
 mod dispatch;
 mod error;
 mod future;
+mod http_sink;
 mod id;
 #[cfg(feature = "axum")]
 pub mod layer;
@@ -53,6 +54,7 @@ mod request;
 pub use layer::CosttraceLayer;
 mod scope;
 pub mod sink;
+pub use http_sink::HttpSink;
 #[cfg(feature = "tokio")]
 mod spawn;
 mod spool;

@@ -664,12 +664,14 @@ impl Worker {
                 Ok(Msg::Wake) => self.drain(),
                 Ok(Msg::Flush(ack)) => {
                     self.drain();
+                    self.replay_spool();
                     self.write();
                     let _ = self.sink.flush();
                     let _ = ack.send(());
                 }
                 Ok(Msg::Shutdown(ack)) => {
                     self.drain();
+                    self.replay_spool();
                     self.write();
                     let _ = self.sink.flush();
                     let _ = ack.send(());

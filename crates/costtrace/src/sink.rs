@@ -55,6 +55,9 @@ pub enum SinkSpec {
     Stdout,
     /// `none`: records are made and discarded (benchmarks, dry runs).
     None,
+    /// `http://HOST[:PORT]/api/ingest`: a costtrace server (API key from
+    /// `COSTTRACE_API_KEY`).
+    Http(String),
     /// `sqlite:PATH` (the default, `sqlite:costtrace.db`) or
     /// `postgres://…`: a costtrace store.
     #[cfg(feature = "store")]
@@ -82,6 +85,13 @@ impl SinkSpec {
             }
             SinkSpec::Stdout => Box::new(JsonlSink::stdout()),
             SinkSpec::None => Box::new(NullSink),
+            SinkSpec::Http(url) => Box::new(
+                crate::http_sink::HttpSink::new(url, std::env::var("COSTTRACE_API_KEY").ok())
+                    .map_err(|reason| crate::Error::InvalidSink {
+                        value: url.clone(),
+                        reason,
+                    })?,
+            ),
             #[cfg(feature = "store")]
             SinkSpec::Store(url) => Box::new(crate::store_sink::StoreSink::open(url)?),
         })
@@ -94,6 +104,7 @@ impl fmt::Display for SinkSpec {
             SinkSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
             SinkSpec::Stdout => f.write_str("stdout"),
             SinkSpec::None => f.write_str("none"),
+            SinkSpec::Http(url) => f.write_str(url),
             #[cfg(feature = "store")]
             SinkSpec::Store(url) => f.write_str(&crate::store_sink::redact_url(url)),
         }
@@ -115,6 +126,10 @@ impl FromStr for SinkSpec {
             }
             return Ok(SinkSpec::Jsonl(PathBuf::from(path)));
         }
+        if s.starts_with("http://") || s.starts_with("https://") {
+            crate::http_sink::HttpSink::new(s, None).map_err(|r| bad(&r))?;
+            return Ok(SinkSpec::Http(s.to_owned()));
+        }
         #[cfg(feature = "store")]
         {
             if let Some(path) = s.strip_prefix("sqlite:") {
@@ -131,7 +146,7 @@ impl FromStr for SinkSpec {
             "stdout" => Ok(SinkSpec::Stdout),
             "none" | "null" => Ok(SinkSpec::None),
             _ => Err(bad(
-                "unknown sink; use sqlite:PATH, postgres://…, jsonl:PATH, stdout or none",
+                "unknown sink; use sqlite:PATH, postgres://…, http://HOST/api/ingest, jsonl:PATH, stdout or none",
             )),
         }
     }

@@ -1,0 +1,133 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The `http://…/api/ingest` sink against a real costtrace server on loopback.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use costtrace::{Config, Usage};
+use costtrace_store::{AnyStore, Store, TenantScope};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Serves `app` for the store at `db` on `port` (0 = any) in a background
+/// runtime; returns the port.
+fn serve(db: &str, port: u16) -> u16 {
+    let db = db.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let store = AnyStore::open(&db).await.unwrap();
+            let auth = costtrace_server::AuthMode::detect(&store).await.unwrap();
+            let state = costtrace_server::AppState::new(
+                store,
+                costtrace::pricing::Catalogue::bundled(),
+                auth,
+            );
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            axum::serve(listener, costtrace_server::app(state))
+                .await
+                .unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30)).unwrap()
+}
+
+fn task_cost(db: &str, task: &str) -> Option<costtrace_store::CostView> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = AnyStore::open(db).await.unwrap();
+        store.task_cost(task, &TenantScope::All).await.unwrap()
+    })
+}
+
+#[test]
+fn records_reach_the_server_and_are_priced_there() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("server.db").display());
+    let port = serve(&db, 0);
+    let guard = Config::new()
+        .sink(
+            format!("http://127.0.0.1:{port}/api/ingest")
+                .parse()
+                .unwrap(),
+        )
+        .spool_dir(dir.path().join("spool"))
+        .init()
+        .unwrap();
+    let req = costtrace::request("req_http_1")
+        .task_id("task_http")
+        .entity_id("acme")
+        .start();
+    req.context().run(|| {
+        costtrace::record(Usage::service("file_processor").units("pages", 10));
+        costtrace::record(Usage::service("transformer").units("chunks", 45));
+    });
+    req.end(200, None::<&str>);
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!((h.spooled, h.failed_writes), (0, 0), "{h:?}");
+    drop(guard);
+    let c = task_cost(&db, "task_http").unwrap();
+    // $0.02 × 10 pages + $0.003 × 45 chunks = $0.335
+    assert_eq!(c.total_cost_nanos, 335_000_000);
+    assert_eq!(c.request_count, 1);
+}
+
+#[test]
+fn a_server_that_is_down_gets_the_spooled_records_when_it_comes_up() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("server.db").display());
+    // Find a free port, then leave it closed: the server is "down".
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let guard = Config::new()
+        .sink(
+            format!("http://127.0.0.1:{port}/api/ingest")
+                .parse()
+                .unwrap(),
+        )
+        .spool_dir(dir.path().join("spool"))
+        .init()
+        .unwrap();
+    let _t = costtrace::with_context([("task_id", "task_down")]);
+    for _ in 0..100 {
+        costtrace::record(Usage::service("transformer").units("chunks", 1));
+    }
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!(h.spooled, 100, "{h:?}");
+    assert!(
+        h.last_error
+            .as_deref()
+            .unwrap()
+            .contains("http://127.0.0.1"),
+        "{h:?}"
+    );
+    serve(&db, port);
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!((h.spooled, h.replayed), (0, 100), "{h:?}");
+    drop(guard);
+    let c = task_cost(&db, "task_down").unwrap();
+    assert_eq!(
+        c.total_cost_nanos,
+        100 * 3_000_000,
+        "each record exactly once"
+    );
+}
