@@ -14,7 +14,9 @@ use crate::sink::{Sink, SinkError};
 
 /// Writes records into a costtrace store.
 pub struct StoreSink {
-    rt: tokio::runtime::Runtime,
+    /// `Option` only so that `Drop` can take it: dropping a runtime blocks,
+    /// which panics inside an async context.
+    rt: Option<tokio::runtime::Runtime>,
     url: String,
     store: Option<AnyStore>,
 }
@@ -42,35 +44,64 @@ impl StoreSink {
     /// Opens `url`. SQLite is opened now (a bad path is an error at start-up);
     /// PostgreSQL on the first write.
     pub fn open(url: &str) -> Result<StoreSink, crate::Error> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(crate::Error::Thread)?;
-        let mut sink = StoreSink {
-            rt,
-            url: url.to_owned(),
-            store: None,
-        };
-        if !is_postgres(url) {
-            sink.connect().map_err(|e| crate::Error::InvalidSink {
-                value: redact_url(url),
-                reason: e.message,
-            })?;
+        // Opening blocks on the sink's own runtime, which must not happen on a
+        // thread that is already running async code (`init()` is often called
+        // in `#[tokio::main]`): do it on a short-lived plain thread.
+        let url = url.to_owned();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(crate::Error::Thread)?;
+                let mut sink = StoreSink {
+                    rt: Some(rt),
+                    url,
+                    store: None,
+                };
+                if !is_postgres(&sink.url) {
+                    let shown = redact_url(&sink.url);
+                    sink.connect().map_err(|e| crate::Error::InvalidSink {
+                        value: shown,
+                        reason: e.message,
+                    })?;
+                }
+                Ok(sink)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(crate::Error::Thread(std::io::Error::other(
+                    "the thread opening the store panicked",
+                )))
+            })
+        })
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> Result<F::Output, SinkError> {
+        match &self.rt {
+            Some(rt) => Ok(rt.block_on(f)),
+            None => Err(SinkError::new("the sink is shut down")),
         }
-        Ok(sink)
     }
 
     fn connect(&mut self) -> Result<&AnyStore, SinkError> {
         if self.store.is_none() {
             let store = self
-                .rt
-                .block_on(AnyStore::open(&self.url))
+                .block_on(AnyStore::open(&self.url))?
                 .map_err(|e| SinkError::new(e.to_string()))?;
             self.store = Some(store);
         }
         self.store
             .as_ref()
             .ok_or_else(|| SinkError::new("not connected"))
+    }
+}
+
+impl Drop for StoreSink {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -81,7 +112,7 @@ pub(crate) fn is_postgres(url: &str) -> bool {
 impl Sink for StoreSink {
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         let store = self.connect()?.clone();
-        match self.rt.block_on(store.insert_records(records)) {
+        match self.block_on(store.insert_records(records))? {
             Ok(_) => Ok(()),
             Err(e) => {
                 // Reconnect next time (PostgreSQL may have restarted).

@@ -131,3 +131,41 @@ fn a_server_that_is_down_gets_the_spooled_records_when_it_comes_up() {
         "each record exactly once"
     );
 }
+
+#[test]
+fn init_with_a_store_sink_works_inside_an_async_runtime() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("in_runtime.db").display());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // As in `#[tokio::main] async fn main()`.
+        let guard = Config::new()
+            .sink(db.parse().unwrap())
+            .spool_dir(dir.path().join("spool"))
+            .init()
+            .unwrap();
+        let _t = costtrace::with_context([("task_id", "task_rt")]);
+        costtrace::record(Usage::service("file_processor").units("pages", 1));
+        costtrace::flush().unwrap();
+        drop(guard);
+        // A bad path fails cleanly, without a panic, also here.
+        let err = Config::new()
+            .sink("sqlite:/proc/no/such/dir/x.db".parse().unwrap())
+            .spool_dir(dir.path().join("spool2"))
+            .init()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("sqlite:/proc/no/such/dir/x.db"),
+            "{err}"
+        );
+    });
+    assert_eq!(
+        task_cost(&db, "task_rt").unwrap().total_cost_nanos,
+        20_000_000
+    );
+}
