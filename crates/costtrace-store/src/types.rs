@@ -278,3 +278,16 @@ pub struct ApiKeyInfo {
     /// Whether it was revoked.
     pub revoked: bool,
 }
+
+impl ApiKeyInfo {
+    /// A new, active key record with a fresh id, created now.
+    pub(crate) fn new(tenant: Option<&str>, label: &str) -> ApiKeyInfo {
+        ApiKeyInfo {
+            id: costtrace_core::new_id().to_string(),
+            tenant: tenant.map(str::to_owned),
+            label: label.to_owned(),
+            created_at: Timestamp::now(),
+            revoked: false,
+        }
+    }
+}

@@ -25,7 +25,7 @@ fn attrs_of(frame: Option<&Frame>) -> Attrs {
     }
     for (k, v) in raw.iter_mut() {
         let guarded = guard_attr(k, v);
-        if guarded.len() != v.len() || guarded != v.as_str() {
+        if guarded != v.as_str() {
             *v = guarded.to_owned();
         }
     }

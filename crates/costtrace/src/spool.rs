@@ -183,11 +183,10 @@ impl Spool {
         self.close_current();
         let mut replayed = 0;
         while let Some(seg) = self.pending.front() {
-            let records = read_segment(&seg.path)?;
+            let (records, n) = read_segment(&seg.path)?;
             for chunk in records.chunks(batch_size.max(1)) {
                 sink.write(chunk)?;
             }
-            let n = count_lines(&seg.path);
             let _ = fs::remove_file(&seg.path);
             replayed += records.len() as u64;
             self.records = self.records.saturating_sub(n);
@@ -213,9 +212,10 @@ impl Drop for Spool {
     }
 }
 
-/// Reads a segment. A torn last line (the process died mid-append, before
-/// the append was acknowledged) is skipped with a warning.
-fn read_segment(path: &Path) -> Result<Vec<Record>, SinkError> {
+/// Reads a segment: its records and its line count (what the spool counted
+/// for it). A torn last line (the process died mid-append, before the append
+/// was acknowledged) is skipped with a warning.
+fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), SinkError> {
     let f =
         File::open(path).map_err(|e| SinkError::new(format!("spool {}: {e}", path.display())))?;
     let lines: Vec<String> = BufReader::new(f)
@@ -237,7 +237,7 @@ fn read_segment(path: &Path) -> Result<Vec<Record>, SinkError> {
             }
         }
     }
-    Ok(out)
+    Ok((out, n as u64))
 }
 
 #[cfg(test)]

@@ -232,13 +232,7 @@ impl Store for PgStore {
         tenant: Option<&str>,
         label: &str,
     ) -> Result<ApiKeyInfo, StoreError> {
-        let info = ApiKeyInfo {
-            id: costtrace_core::new_id().to_string(),
-            tenant: tenant.map(str::to_owned),
-            label: label.to_owned(),
-            created_at: Timestamp::now(),
-            revoked: false,
-        };
+        let info = ApiKeyInfo::new(tenant, label);
         let c = self.conn().await?;
         c.execute(
             "INSERT INTO api_keys (id, key_hash, tenant, label, created_at)

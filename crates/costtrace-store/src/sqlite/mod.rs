@@ -368,13 +368,7 @@ impl Store for SqliteStore {
         tenant: Option<&str>,
         label: &str,
     ) -> Result<ApiKeyInfo, StoreError> {
-        let info = ApiKeyInfo {
-            id: costtrace_core::new_id().to_string(),
-            tenant: tenant.map(str::to_owned),
-            label: label.to_owned(),
-            created_at: Timestamp::now(),
-            revoked: false,
-        };
+        let info = ApiKeyInfo::new(tenant, label);
         let hash = key_hash.to_owned();
         self.write(move |w| {
             w.conn.execute(
