@@ -115,7 +115,7 @@ pub(crate) fn document() -> Value {
                     "record_count": {"type": "integer"},
                 }},
                 "UsageSummary": {"type": "object", "properties": {
-                    "group_by": {"type": "string", "enum": ["model", "provider", "service_type", "entity_id", "day"]},
+                    "group_by": {"type": "string", "enum": ["model", "provider", "service_type", "entity_id", "task_id", "doc_id", "day", "hour"]},
                     "from": {"type": "string", "format": "date-time", "nullable": true},
                     "to": {"type": "string", "format": "date-time", "nullable": true},
                     "groups": {"type": "array", "items": schema_ref("SummaryGroup")},
@@ -168,7 +168,7 @@ pub(crate) fn document() -> Value {
             "/api/usage/summary": {"get": {
                 "summary": "Spend grouped by model, provider, service type, entity or day",
                 "parameters": [
-                    query("group_by", json!({"type": "string", "enum": ["model", "provider", "service_type", "entity_id", "day"], "default": "model"}), "Grouping"),
+                    query("group_by", json!({"type": "string", "enum": ["model", "provider", "service_type", "entity_id", "task_id", "doc_id", "day", "hour"], "default": "model"}), "Grouping"),
                     query("from", ts.clone(), "At or after (RFC 3339)"),
                     query("to", ts.clone(), "Before (RFC 3339)"),
                 ],

@@ -16,6 +16,8 @@ pub(crate) const REPORTED: &str = "reported";
 
 /// Microseconds per UTC day.
 pub(crate) const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// One hour in microseconds.
+pub(crate) const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
 /// A usage record's linking attrs, plus the remaining attrs as JSON.
 #[derive(Debug, Default)]
@@ -87,6 +89,23 @@ pub(crate) fn day_key(day: i64) -> String {
     match jiff::Timestamp::from_microsecond(day.saturating_mul(MICROS_PER_DAY)) {
         Ok(t) => t.strftime("%Y-%m-%d").to_string(),
         Err(_) => format!("day {day}"),
+    }
+}
+
+/// `YYYY-MM-DDTHH:00Z` of an hour number since the epoch.
+pub(crate) fn hour_key(hour: i64) -> String {
+    match jiff::Timestamp::from_microsecond(hour.saturating_mul(MICROS_PER_HOUR)) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:00Z").to_string(),
+        Err(_) => format!("hour {hour}"),
+    }
+}
+
+/// The key of a time bucket (`Day` or `Hour`) from its number.
+pub(crate) fn time_key(group_by: crate::GroupBy, n: i64) -> Option<String> {
+    match group_by {
+        crate::GroupBy::Day => Some(day_key(n)),
+        crate::GroupBy::Hour => Some(hour_key(n)),
+        _ => None,
     }
 }
 

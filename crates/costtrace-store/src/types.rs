@@ -178,6 +178,13 @@ pub enum GroupBy {
     EntityId,
     /// By UTC day, `YYYY-MM-DD`.
     Day,
+    /// By UTC hour, `YYYY-MM-DDTHH:00Z`.
+    Hour,
+    /// By the usage's `task_id` attr (`(none)` when absent): the most
+    /// expensive tasks first.
+    TaskId,
+    /// By the usage's `doc_id` attr (`(none)` when absent).
+    DocId,
 }
 
 impl GroupBy {
@@ -189,6 +196,9 @@ impl GroupBy {
             GroupBy::ServiceType => "service_type",
             GroupBy::EntityId => "entity_id",
             GroupBy::Day => "day",
+            GroupBy::Hour => "hour",
+            GroupBy::TaskId => "task_id",
+            GroupBy::DocId => "doc_id",
         }
     }
 }
@@ -214,12 +224,15 @@ impl FromStr for GroupBy {
             GroupBy::ServiceType,
             GroupBy::EntityId,
             GroupBy::Day,
+            GroupBy::Hour,
+            GroupBy::TaskId,
+            GroupBy::DocId,
         ]
         .into_iter()
         .find(|g| g.as_str() == s.trim())
         .ok_or_else(|| {
             crate::StoreError::Invalid(format!(
-                "group_by {s:?}: use model, provider, service_type, entity_id or day"
+                "group_by {s:?}: use model, provider, service_type, entity_id, task_id, doc_id, day or hour"
             ))
         })
     }
@@ -228,7 +241,7 @@ impl FromStr for GroupBy {
 /// One group of [`crate::Store::usage_summary`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SummaryRow {
-    /// The group (model, provider, … or `YYYY-MM-DD`).
+    /// The group (model, provider, … `YYYY-MM-DD` or `YYYY-MM-DDTHH:00Z`).
     pub key: String,
     /// Priced total in dollars.
     pub total_cost_usd: f64,

@@ -250,6 +250,9 @@ pub(crate) async fn usage_summary(
         }
         GroupBy::EntityId => "entity_id",
         GroupBy::Day => "(ts / 86400000000)::text",
+        GroupBy::Hour => "(ts / 3600000000)::text",
+        GroupBy::TaskId => "task_id",
+        GroupBy::DocId => "doc_id",
     };
     let sql = format!(
         "SELECT {key} AS k, SUM(cost_nanos)::int8, (COUNT(*) - COUNT(cost_nanos))::int8, COUNT(*)
@@ -265,10 +268,11 @@ pub(crate) async fn usage_summary(
     for r in &rows {
         let k: Option<String> = r.get(0);
         let key = match (group_by, k) {
-            (GroupBy::Day, Some(d)) => d
+            (GroupBy::Day | GroupBy::Hour, Some(d)) => d
                 .parse::<i64>()
-                .map(common::day_key)
-                .map_err(|e| StoreError::Corrupt(format!("day {d:?}: {e}")))?,
+                .ok()
+                .and_then(|n| common::time_key(group_by, n))
+                .ok_or_else(|| StoreError::Corrupt(format!("time bucket {d:?}")))?,
             (_, Some(k)) => k,
             (_, None) => "(none)".to_owned(),
         };

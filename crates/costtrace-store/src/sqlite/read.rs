@@ -306,8 +306,12 @@ pub(crate) fn usage_summary(
         GroupBy::ServiceType => ("u.service_k", "u.model_k IS NOT NULL"),
         GroupBy::EntityId => ("u.entity_k", "0"),
         GroupBy::Day => ("u.ts / 86400000000", "0"),
+        GroupBy::Hour => ("u.ts / 3600000000", "0"),
+        GroupBy::TaskId => ("u.task_k", "0"),
+        GroupBy::DocId => ("u.doc_k", "0"),
     };
-    let name = if group_by == GroupBy::Day {
+    let time_bucket = matches!(group_by, GroupBy::Day | GroupBy::Hour);
+    let name = if time_bucket {
         "NULL"
     } else {
         "(SELECT name FROM names WHERE id = g.k)"
@@ -327,11 +331,11 @@ pub(crate) fn usage_summary(
         let k: Option<i64> = r.get(0)?;
         let llm: bool = r.get(1)?;
         let name: Option<String> = r.get(2)?;
-        let key = match (group_by, name, k) {
-            (GroupBy::Day, _, Some(day)) => common::day_key(day),
-            (_, Some(n), _) => n,
-            (GroupBy::ServiceType, None, _) if llm => "llm".to_owned(),
-            _ => "(none)".to_owned(),
+        let key = match (k.and_then(|k| common::time_key(group_by, k)), name) {
+            (Some(t), _) => t,
+            (None, Some(n)) => n,
+            (None, None) if llm && group_by == GroupBy::ServiceType => "llm".to_owned(),
+            (None, None) => "(none)".to_owned(),
         };
         Ok((
             key,

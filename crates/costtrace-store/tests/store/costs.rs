@@ -193,7 +193,7 @@ pub(crate) async fn usage_summary_groups_with_unpriced(s: &AnyStore) {
             "gpt-4o",
             (100, 10),
             Some(1_000),
-            &[("entity_id", "a")],
+            &[("entity_id", "a"), ("task_id", "t1")],
         ),
         llm(
             t(1),
@@ -201,7 +201,7 @@ pub(crate) async fn usage_summary_groups_with_unpriced(s: &AnyStore) {
             "gpt-4o",
             (100, 10),
             Some(2_000),
-            &[("entity_id", "b")],
+            &[("entity_id", "b"), ("task_id", "t1")],
         ),
         llm(
             t(2),
@@ -216,7 +216,7 @@ pub(crate) async fn usage_summary_groups_with_unpriced(s: &AnyStore) {
             "file_processor",
             &[("pages", 2)],
             Some(40_000),
-            &[("entity_id", "a")],
+            &[("entity_id", "a"), ("task_id", "t2"), ("doc_id", "d1")],
         ),
         service(day2, "transformer", &[("chunks", 2)], None, &[]),
     ]))
@@ -267,6 +267,29 @@ pub(crate) async fn usage_summary_groups_with_unpriced(s: &AnyStore) {
         sum(GroupBy::Day).await,
         vec![k("2025-01-16", 40_000, 1, 2), k("2025-01-15", 3_000, 1, 3)]
     );
+    assert_eq!(
+        sum(GroupBy::Hour).await,
+        vec![
+            k("2025-01-16T10:00Z", 40_000, 1, 2),
+            k("2025-01-15T10:00Z", 3_000, 1, 3)
+        ]
+    );
+    // The most expensive tasks and documents first; usage outside any task
+    // is one "(none)" group, with its unpriced count.
+    assert_eq!(
+        sum(GroupBy::TaskId).await,
+        vec![
+            k("t2", 40_000, 0, 1),
+            k("t1", 3_000, 0, 2),
+            k("(none)", 0, 2, 2)
+        ]
+    );
+    assert_eq!(
+        sum(GroupBy::DocId).await,
+        vec![k("d1", 40_000, 0, 1), k("(none)", 3_000, 2, 4)]
+    );
+    assert_eq!("task_id".parse::<GroupBy>().unwrap(), GroupBy::TaskId);
+    assert_eq!("hour".parse::<GroupBy>().unwrap(), GroupBy::Hour);
     // Time range [t(1), day2) and tenant scope.
     let r = s
         .usage_summary(GroupBy::Model, Some(t(1)), Some(day2), ALL)
