@@ -88,10 +88,14 @@ impl Materializer {
             .reported_cost_usd
             .and_then(usd_to_nanos)
             .filter(|n| *n >= 0);
+        let mut attrs = attrs_of(frame.as_deref());
+        for (k, v) in &u.attrs {
+            attrs.insert(k.to_string(), guard_attr(k, v).to_owned());
+        }
         let mut rec = UsageRecord {
             id,
             scope_id: frame.as_ref().and_then(|f| f.scope_id),
-            attrs: attrs_of(frame.as_deref()),
+            attrs,
             environment: self.environment,
             timestamp: Timestamp(micros),
             provider: u.provider.as_deref().map(String::from),

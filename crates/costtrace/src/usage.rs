@@ -40,6 +40,8 @@ pub struct Usage {
     pub(crate) error: Option<String>,
     pub(crate) reported_cost_usd: Option<f64>,
     pub(crate) partial: bool,
+    /// Attributes of this call only, on top of the context's.
+    pub(crate) attrs: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Usage {
@@ -130,6 +132,29 @@ impl Usage {
     /// The counts are known to be incomplete (for example a stream cut short).
     pub fn partial(mut self, yes: bool) -> Self {
         self.partial = yes;
+        self
+    }
+
+    /// An attribute of this call only (e.g. `http_status`), set on top of the
+    /// context's attributes; the secrets guard applies to it as to them.
+    /// Repeating a key replaces its value.
+    ///
+    /// ```
+    /// let cap = costtrace::testing::capture();
+    /// costtrace::record(costtrace::Usage::llm("openai", "gpt-4o").error("rate limited").attr("http_status", 429));
+    /// assert_eq!(cap.usages()[0].attrs["http_status"], "429");
+    /// ```
+    pub fn attr(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl std::fmt::Display,
+    ) -> Self {
+        let key = key.into();
+        let value = value.to_string();
+        match self.attrs.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.attrs.push((key, value)),
+        }
         self
     }
 }

@@ -1,0 +1,413 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::too_many_arguments)]
+//! Fixtures with the real providers' shapes through the [`Meter`], checked
+//! against the numbers in the fixtures and costs worked out by hand from the
+//! bundled price list (`$/Mtok × 1000` = nano-USD per token).
+
+use costtrace::UsageRecord;
+use costtrace_providers::{Api, End, Meter, RequestFacts, prepare_request};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Runs `body` through a meter in chunks of `piece` bytes and returns the
+/// record.
+fn meter(
+    provider: &str,
+    api: Api,
+    request: serde_json::Value,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    piece: usize,
+    end: End,
+) -> UsageRecord {
+    let cap = costtrace::testing::capture();
+    let mut req = request;
+    let facts = prepare_request(api, &mut req);
+    let mut m = Meter::new(provider, api, facts);
+    m.response(status, Some(content_type));
+    for c in body.chunks(piece) {
+        m.data(c);
+    }
+    m.finish(end);
+    let mut u = cap.usages();
+    assert_eq!(u.len(), 1, "one record per call");
+    u.remove(0)
+}
+
+fn counts(u: &UsageRecord) -> [Option<u64>; 5] {
+    [
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.reasoning_tokens,
+    ]
+}
+
+#[test]
+fn openai_chat_completion_with_cached_prompt() {
+    let u = meter(
+        "openai",
+        Api::ChatCompletions,
+        serde_json::json!({"model": "gpt-4o", "messages": []}),
+        200,
+        "application/json",
+        &fixture("openai/chat.json"),
+        4096,
+        End::Complete,
+    );
+    assert_eq!(u.model.as_deref(), Some("gpt-4o-2024-08-06"));
+    assert_eq!(u.operation.as_deref(), Some("chat"));
+    assert_eq!(
+        counts(&u),
+        [Some(1200), Some(300), Some(1024), None, Some(0)]
+    );
+    // gpt-4o: input $2.50, cached input $1.25, output $10 per Mtok.
+    // (1200 - 1024) × 2500 + 1024 × 1250 + 300 × 10000
+    assert_eq!(u.cost_nanos, Some(440_000 + 1_280_000 + 3_000_000));
+    assert!(!u.partial);
+    assert_eq!(u.error_message, None);
+    assert_eq!(u.attrs["http_status"], "200");
+}
+
+#[test]
+fn openai_chat_stream_usage_from_the_last_chunk_however_it_is_split() {
+    for piece in [1, 7, 64, 100_000] {
+        let u = meter(
+            "openai",
+            Api::ChatCompletions,
+            serde_json::json!({"model": "gpt-4o-mini", "stream": true}),
+            200,
+            "text/event-stream; charset=utf-8",
+            &fixture("openai/chat_stream.sse"),
+            piece,
+            End::Complete,
+        );
+        assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert_eq!(counts(&u), [Some(19), Some(9), Some(0), None, Some(0)]);
+        // gpt-4o-mini: $0.15 in, $0.60 out: 19 × 150 + 9 × 600
+        assert_eq!(u.cost_nanos, Some(8_250), "piece {piece}");
+        assert!(!u.partial);
+        assert_eq!(u.attrs["stream"], "true");
+    }
+}
+
+#[test]
+fn a_streamed_chat_asks_for_usage_unless_the_caller_said_no() {
+    let mut req = serde_json::json!({"model": "m", "stream": true});
+    assert!(prepare_request(Api::ChatCompletions, &mut req).usage_injected);
+    assert_eq!(req["stream_options"]["include_usage"], true);
+
+    let mut req = serde_json::json!({"model": "m", "stream": true, "stream_options": {"include_usage": false}});
+    let facts = prepare_request(Api::ChatCompletions, &mut req);
+    assert!(!facts.usage_injected);
+    assert_eq!(facts.usage_requested, Some(false));
+    assert_eq!(
+        req["stream_options"]["include_usage"], false,
+        "left as the caller set it"
+    );
+
+    let mut req = serde_json::json!({"model": "m", "messages": []});
+    assert!(!prepare_request(Api::ChatCompletions, &mut req).usage_injected);
+    assert!(
+        req.get("stream_options").is_none(),
+        "only streams are changed"
+    );
+}
+
+#[test]
+fn a_stream_without_usage_records_what_is_known_as_partial() {
+    let u = meter(
+        "openai",
+        Api::ChatCompletions,
+        serde_json::json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": false}}),
+        200,
+        "text/event-stream",
+        &fixture("openai/chat_stream_no_usage.sse"),
+        50,
+        End::Complete,
+    );
+    assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    assert_eq!(counts(&u), [None; 5], "unknown stays unknown");
+    assert!(u.partial);
+    assert_eq!(u.cost_nanos, None, "never priced as free");
+    assert!(u.unpriced_reason.is_some());
+    assert!(u.attrs["usage_reported"].starts_with("false"));
+}
+
+#[test]
+fn a_cut_openai_stream_is_partial_with_the_chunks_seen() {
+    let u = meter(
+        "openai",
+        Api::ChatCompletions,
+        serde_json::json!({"model": "gpt-4o-mini", "stream": true}),
+        200,
+        "text/event-stream",
+        &fixture("openai/chat_stream_cut.sse"),
+        33,
+        End::Upstream("connection reset".into()),
+    );
+    assert!(u.partial);
+    assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    assert_eq!(u.attrs["stream_events"], "5");
+    assert_eq!(u.attrs["end"], "upstream_broken");
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some("connection to the provider broke: connection reset")
+    );
+    assert_eq!(u.cost_nanos, None);
+}
+
+#[test]
+fn openai_embeddings() {
+    let u = meter(
+        "openai",
+        Api::Embeddings,
+        serde_json::json!({"model": "text-embedding-3-small", "input": "The food was delicious"}),
+        200,
+        "application/json",
+        &fixture("openai/embeddings.json"),
+        10,
+        End::Complete,
+    );
+    assert_eq!(u.operation.as_deref(), Some("embedding"));
+    assert_eq!(u.input_tokens, Some(8));
+    // $0.02 per Mtok = 20 nano-USD per token
+    assert_eq!(u.cost_nanos, Some(160));
+}
+
+#[test]
+fn openai_responses_with_cached_input_and_reasoning() {
+    let u = meter(
+        "openai",
+        Api::Responses,
+        serde_json::json!({"model": "o4-mini", "input": "…"}),
+        200,
+        "application/json",
+        &fixture("openai/responses.json"),
+        100,
+        End::Complete,
+    );
+    assert_eq!(u.model.as_deref(), Some("o4-mini-2025-04-16"));
+    assert_eq!(u.operation.as_deref(), Some("responses"));
+    assert_eq!(
+        counts(&u),
+        [Some(2100), Some(850), Some(1920), None, Some(640)]
+    );
+    // o4-mini: $1.10 in, $0.275 cached, $4.40 out (reasoning billed as output)
+    // 180 × 1100 + 1920 × 275 + 850 × 4400
+    assert_eq!(u.cost_nanos, Some(198_000 + 528_000 + 3_740_000));
+}
+
+#[test]
+fn openai_responses_stream() {
+    let u = meter(
+        "openai",
+        Api::Responses,
+        serde_json::json!({"model": "o4-mini", "stream": true}),
+        200,
+        "text/event-stream",
+        &fixture("openai/responses_stream.sse"),
+        64,
+        End::Complete,
+    );
+    assert_eq!(counts(&u), [Some(37), Some(220), Some(0), None, Some(192)]);
+    // 37 × 1100 + 220 × 4400
+    assert_eq!(u.cost_nanos, Some(40_700 + 968_000));
+    assert!(!u.partial);
+}
+
+#[test]
+fn provider_errors_are_failed_calls_not_free_ones() {
+    let u = meter(
+        "openai",
+        Api::ChatCompletions,
+        serde_json::json!({"model": "gpt-4o", "messages": []}),
+        429,
+        "application/json",
+        &fixture("openai/error_429.json"),
+        4096,
+        End::Complete,
+    );
+    assert_eq!(u.model.as_deref(), Some("gpt-4o"), "the requested model");
+    assert_eq!(u.attrs["http_status"], "429");
+    let msg = u.error_message.as_deref().unwrap();
+    assert!(
+        msg.starts_with("HTTP 429 rate_limit_exceeded: Rate limit reached for gpt-4o"),
+        "{msg}"
+    );
+    assert_eq!(counts(&u), [None; 5]);
+    assert_eq!(u.cost_nanos, None);
+    assert_eq!(u.cost_usd, None);
+
+    let u = meter(
+        "openai",
+        Api::ChatCompletions,
+        serde_json::json!({"model": "gpt-4o", "stream": true}),
+        500,
+        "application/json",
+        &fixture("openai/error_500.json"),
+        4096,
+        End::Complete,
+    );
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some(
+            "HTTP 500 server_error: The server had an error while processing your request. Sorry about that!"
+        )
+    );
+
+    let u = meter(
+        "anthropic",
+        Api::Messages,
+        serde_json::json!({"model": "claude-sonnet-4-20250514", "max_tokens": 10}),
+        529,
+        "application/json",
+        &fixture("anthropic/error_529.json"),
+        4096,
+        End::Complete,
+    );
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some("HTTP 529 overloaded_error: Overloaded")
+    );
+    assert_eq!(u.cost_nanos, None);
+}
+
+#[test]
+fn timeouts_and_refused_connections_are_errors() {
+    let cap = costtrace::testing::capture();
+    let mut m = Meter::new(
+        "openai",
+        Api::ChatCompletions,
+        RequestFacts {
+            model: Some("gpt-4o".into()),
+            ..RequestFacts::default()
+        },
+    );
+    m.finish(End::Timeout(std::time::Duration::from_millis(1500)));
+    let u = &cap.usages()[0];
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some("timeout: no response from the provider within 1500 ms")
+    );
+    assert_eq!(u.attrs["end"], "timeout");
+    assert_eq!(u.cost_nanos, None);
+}
+
+#[test]
+fn anthropic_message_with_cache_write_and_read() {
+    let u = meter(
+        "anthropic",
+        Api::Messages,
+        serde_json::json!({"model": "claude-sonnet-4-20250514", "max_tokens": 1024}),
+        200,
+        "application/json",
+        &fixture("anthropic/messages.json"),
+        128,
+        End::Complete,
+    );
+    assert_eq!(u.model.as_deref(), Some("claude-sonnet-4-20250514"));
+    // input_tokens counts all prompt tokens: 21 + 2048 written + 4096 read
+    assert_eq!(
+        counts(&u),
+        [Some(6165), Some(187), Some(4096), Some(2048), None]
+    );
+    // claude-sonnet-4: $3 in, $3.75 cache write, $0.30 cache read, $15 out
+    // 21 × 3000 + 2048 × 3750 + 4096 × 300 + 187 × 15000
+    assert_eq!(
+        u.cost_nanos,
+        Some(63_000 + 7_680_000 + 1_228_800 + 2_805_000)
+    );
+}
+
+#[test]
+fn anthropic_stream_takes_start_and_delta_counts() {
+    for piece in [1, 13, 100_000] {
+        let u = meter(
+            "anthropic",
+            Api::Messages,
+            serde_json::json!({"model": "claude-3-5-haiku-latest", "stream": true}),
+            200,
+            "text/event-stream",
+            &fixture("anthropic/messages_stream.sse"),
+            piece,
+            End::Complete,
+        );
+        assert_eq!(u.model.as_deref(), Some("claude-3-5-haiku-20241022"));
+        assert_eq!(
+            counts(&u),
+            [Some(1825), Some(15), Some(1800), Some(0), None]
+        );
+        // claude-3-5-haiku: $0.80 in, $0.08 cache read, $4 out
+        // 25 × 800 + 1800 × 80 + 15 × 4000
+        assert_eq!(
+            u.cost_nanos,
+            Some(20_000 + 144_000 + 60_000),
+            "piece {piece}"
+        );
+        assert!(!u.partial);
+    }
+}
+
+#[test]
+fn a_cut_anthropic_stream_keeps_the_input_and_output_so_far() {
+    let u = meter(
+        "anthropic",
+        Api::Messages,
+        serde_json::json!({"model": "claude-3-5-haiku-latest", "stream": true}),
+        200,
+        "text/event-stream",
+        &fixture("anthropic/messages_stream_cut.sse"),
+        40,
+        End::ClientGone,
+    );
+    assert!(u.partial);
+    assert_eq!(u.attrs["end"], "client_gone");
+    assert_eq!(
+        u.error_message, None,
+        "the caller hung up: not a provider error"
+    );
+    assert_eq!(counts(&u), [Some(1825), Some(1), Some(1800), Some(0), None]);
+    // 25 × 800 + 1800 × 80 + 1 × 4000: what was known when it was cut
+    assert_eq!(u.cost_nanos, Some(20_000 + 144_000 + 4_000));
+}
+
+#[test]
+fn an_error_event_mid_stream_is_recorded() {
+    let u = meter(
+        "anthropic",
+        Api::Messages,
+        serde_json::json!({"model": "claude-3-5-haiku-latest", "stream": true}),
+        200,
+        "text/event-stream",
+        &fixture("anthropic/messages_stream_error.sse"),
+        4096,
+        End::Complete,
+    );
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some("overloaded_error: Overloaded")
+    );
+    assert!(u.partial);
+    assert_eq!(u.input_tokens, Some(1825));
+}
+
+#[test]
+fn dropping_a_meter_mid_stream_records_a_partial_call() {
+    let cap = costtrace::testing::capture();
+    {
+        let mut m = Meter::new("anthropic", Api::Messages, RequestFacts::default());
+        m.response(200, Some("text/event-stream"));
+        let body = fixture("anthropic/messages_stream.sse");
+        m.data(&body[..900]);
+    }
+    let u = &cap.usages()[0];
+    assert!(u.partial);
+    assert_eq!(u.attrs["end"], "client_gone");
+    assert_eq!(u.input_tokens, Some(1825));
+}
