@@ -1,5 +1,7 @@
 //! The `costtrace` command-line tool: one module per subcommand.
 
+mod demo;
+mod exit;
 mod keys;
 mod prices;
 mod serve;
@@ -14,7 +16,7 @@ use costtrace_pricing::Catalogue;
 
 /// costtrace: what every AI call and paid service costs.
 #[derive(Debug, Parser)]
-#[command(name = "costtrace", version, about)]
+#[command(name = "costtrace", version, about, after_help = exit::HELP)]
 struct Cli {
     /// Price override file (TOML or JSON) applied on top of the shipped prices.
     #[arg(long, global = true, env = "COSTTRACE_PRICES", value_name = "FILE")]
@@ -32,6 +34,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Create, list and revoke API keys for `serve`.
     Keys(keys::KeysArgs),
+    /// Fill a store with realistic sample traffic (idempotent).
+    Demo(demo::DemoArgs),
 }
 
 /// The outcome of a command that ran: success, or a usage that could not be
@@ -48,6 +52,7 @@ pub(crate) fn load_catalogue(prices: Option<&PathBuf>) -> anyhow::Result<Arc<Cat
         None => Ok(Catalogue::bundled()),
         Some(path) => Catalogue::from_override_file(path)
             .map(Arc::new)
+            .map_err(|e| exit::coded(exit::INPUT, e))
             .with_context(|| format!("loading price overrides from {}", path.display())),
     }
 }
@@ -58,13 +63,16 @@ fn main() -> ExitCode {
         Command::Prices(args) => prices::run(args, cli.prices.as_ref()),
         Command::Serve(args) => serve::run(args, cli.prices.as_ref()),
         Command::Keys(args) => keys::run(args),
+        Command::Demo(args) => demo::run(args, cli.prices.as_ref()),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::Unpriced) => ExitCode::from(2),
+        Ok(Outcome::Unpriced) => ExitCode::from(exit::USAGE),
+        // `costtrace report | head`: the reader left, nothing went wrong.
+        Err(e) if exit::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("costtrace: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }

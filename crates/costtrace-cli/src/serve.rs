@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use costtrace_server::{AppState, AuthMode, app};
-use costtrace_store::AnyStore;
+use costtrace_store::{AnyStore, StoreError};
 
-use crate::{Outcome, load_catalogue};
+use crate::{Outcome, demo, exit, load_catalogue};
 
 /// Where records and keys live (shared by `serve` and `keys`).
 #[derive(Debug, Args)]
@@ -25,9 +25,17 @@ pub(crate) struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// Opens the store; failures carry exit code 4 (2 for a malformed URL).
     pub(crate) async fn open(&self) -> anyhow::Result<AnyStore> {
         AnyStore::open(&self.database_url)
             .await
+            .map_err(|e| {
+                let code = match e {
+                    StoreError::UnsupportedUrl(_) => exit::USAGE,
+                    _ => exit::STORE,
+                };
+                exit::coded(code, e)
+            })
             .with_context(|| format!("opening the store {}", redact(&self.database_url)))
     }
 }
@@ -58,6 +66,10 @@ pub(crate) struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8000)]
     port: u16,
+    /// Fill the store with `costtrace demo` data first when it holds no
+    /// records yet (a store with data is left alone).
+    #[arg(long)]
+    demo: bool,
 }
 
 pub(crate) fn run(args: &ServeArgs, prices: Option<&PathBuf>) -> anyhow::Result<Outcome> {
@@ -68,6 +80,9 @@ pub(crate) fn run(args: &ServeArgs, prices: Option<&PathBuf>) -> anyhow::Result<
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let store = args.store.open().await?;
+        if args.demo {
+            demo::fill_if_empty(&store, &catalogue).await?;
+        }
         let auth = AuthMode::detect(&store)
             .await
             .context("reading the API keys")?;

@@ -218,7 +218,8 @@ fn malformed_override_file_is_a_clear_error() {
         "openai",
         "gpt-4o",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // 3: an input file could not be read.
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("models[0].prices.input_mtok") && err.contains("line 4"),
