@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert!("prod".parse::<Environment>().is_err());
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     Production,

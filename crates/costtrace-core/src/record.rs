@@ -16,6 +16,7 @@ pub const MAX_SCOPE_ERRORS: usize = 100;
 
 /// Which price list applies to a usage: batch APIs are typically half price.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PricingTier {
     #[default]
@@ -40,6 +41,7 @@ impl fmt::Display for PricingTier {
 
 /// One record, tagged by `kind` on the wire.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Record {
     Scope(ScopeRecord),
@@ -81,6 +83,7 @@ impl Record {
 
 /// One failed item of a partial-failure scope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemError {
     pub item: String,
     pub error: String,
@@ -89,6 +92,7 @@ pub struct ItemError {
 /// A finished scope: who/what/why a stretch of work was for, how long it
 /// took, and how it ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScopeRecord {
     pub id: Uuid,
     pub parent_id: Option<Uuid>,
@@ -113,6 +117,7 @@ pub struct ScopeRecord {
 /// Token counts are `None` when unknown, which is not the same as zero: an
 /// unknown count is never priced as free.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageRecord {
     pub id: Uuid,
     pub scope_id: Option<Uuid>,
@@ -156,6 +161,7 @@ pub struct UsageRecord {
 /// A request as seed 004's request tracker defines it. Its `services_used`
 /// and `total_cost_usd` are derived from the usage recorded inside it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestRecord {
     pub request_id: String,
     pub task_id: Option<String>,

@@ -1,7 +1,11 @@
 //! API keys: `Authorization: Bearer KEY`, stored as SHA-256 hashes, each bound
 //! to one tenant (entity id) or to admin.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -31,6 +35,105 @@ impl AuthMode {
         } else {
             AuthMode::Local
         })
+    }
+}
+
+/// How long a key lookup is trusted: a revoked key stops working at most
+/// this long after `costtrace keys revoke`, on every server instance.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How often a server in local mode looks for newly created keys.
+pub const KEY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// The server's authentication state: the mode (a local-mode server switches
+/// to keys as soon as a key is created, without a restart; never back) and a
+/// short-lived cache of key lookups, so a request costs no store round trip.
+#[derive(Debug)]
+pub struct Auth {
+    keyed: AtomicBool,
+    ttl: Duration,
+    last_probe: Mutex<Option<Instant>>,
+    /// key hash → (tenant scope, or `None` for an unknown/revoked key; when looked up).
+    cache: Mutex<HashMap<String, (Option<TenantScope>, Instant)>>,
+}
+
+impl Auth {
+    /// Starts in `mode`, trusting key lookups for [`KEY_CACHE_TTL`].
+    pub fn new(mode: AuthMode) -> Auth {
+        Auth::with_cache_ttl(mode, KEY_CACHE_TTL)
+    }
+
+    /// Starts in `mode`, trusting key lookups for `ttl` (zero: no cache).
+    pub fn with_cache_ttl(mode: AuthMode, ttl: Duration) -> Auth {
+        Auth {
+            keyed: AtomicBool::new(mode == AuthMode::Keys),
+            ttl,
+            last_probe: Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> AuthMode {
+        if self.keyed.load(Ordering::Relaxed) {
+            AuthMode::Keys
+        } else {
+            AuthMode::Local
+        }
+    }
+
+    /// In local mode, at most once per [`KEY_PROBE_INTERVAL`], asks the store
+    /// whether a key was created since; if so, keys are required from now on.
+    async fn refresh_mode(&self, store: &impl Store) -> Result<AuthMode, ApiError> {
+        if self.mode() == AuthMode::Keys {
+            return Ok(AuthMode::Keys);
+        }
+        let due = match self.last_probe.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| t.elapsed() >= KEY_PROBE_INTERVAL);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => true,
+        };
+        if due && AuthMode::detect(store).await? == AuthMode::Keys {
+            if !self.keyed.swap(true, Ordering::Relaxed) {
+                tracing::info!("an API key was created: keys are now required on every request");
+            }
+            return Ok(AuthMode::Keys);
+        }
+        Ok(self.mode())
+    }
+
+    /// The scope of a key, from the cache when it was looked up less than
+    /// the cache TTL ago; `None` for an unknown or revoked key.
+    async fn lookup(&self, store: &impl Store, key: &str) -> Result<Option<TenantScope>, ApiError> {
+        let hash = hash_key(key);
+        if let Ok(cache) = self.cache.lock()
+            && let Some((scope, at)) = cache.get(&hash)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(scope.clone());
+        }
+        let scope = match store.find_api_key(&hash).await? {
+            Some(info) if !info.revoked => Some(match info.tenant {
+                Some(t) => TenantScope::Tenant(t),
+                None => TenantScope::All,
+            }),
+            _ => None,
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= KEY_CACHE_MAX {
+                cache.retain(|_, (_, at)| at.elapsed() < self.ttl);
+                if cache.len() >= KEY_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(hash, (scope.clone(), Instant::now()));
+        }
+        Ok(scope)
     }
 }
 
@@ -77,7 +180,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return match state.auth {
+            return match state.auth.refresh_mode(&state.store).await? {
                 AuthMode::Local => Ok(Caller(TenantScope::All)),
                 AuthMode::Keys => Err(ApiError::Unauthorized(
                     "missing API key: send Authorization: Bearer KEY (create one with `costtrace keys create`)".into(),
@@ -95,12 +198,9 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::Unauthorized("malformed Authorization header: use Bearer KEY".into())
             })?;
-        match state.store.find_api_key(&hash_key(key)).await? {
-            Some(info) if !info.revoked => Ok(Caller(match info.tenant {
-                Some(t) => TenantScope::Tenant(t),
-                None => TenantScope::All,
-            })),
-            _ => Err(ApiError::Unauthorized("invalid or revoked API key".into())),
+        match state.auth.lookup(&state.store, key).await? {
+            Some(scope) => Ok(Caller(scope)),
+            None => Err(ApiError::Unauthorized("invalid or revoked API key".into())),
         }
     }
 }

@@ -12,8 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use costtrace_core::{Attrs, Record, RequestRecord, ScopeRecord, UsageRecord};
 use costtrace_store::{Store, TenantScope};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::{ApiError, AppState, Caller, MAX_ID_LEN};
 
@@ -30,7 +32,44 @@ const MAX_ATTRS: usize = 64;
 const MAX_ATTR_VALUE: usize = 1024;
 const MAX_DURATION_MS: f64 = 1e10;
 
-/// `POST /api/ingest`
+/// The answer of `POST /api/ingest`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestResult {
+    /// Valid records (stored now or already there).
+    pub accepted: usize,
+    /// Records that were new (a replay inserts nothing).
+    pub inserted: u64,
+    /// Invalid records, each with a field-level reason; the others were stored.
+    pub rejected: Vec<Rejected>,
+    /// Only when nothing in the batch was valid (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One rejected record of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rejected {
+    /// Its 0-based position in the batch.
+    pub index: usize,
+    /// Why, naming the field (`attrs.entity_id: …`).
+    pub reason: String,
+}
+
+/// Ingest records
+///
+/// A JSON array of scope, usage and request records. Each record is checked
+/// on its own; idempotent by record id. Usage without a cost is priced with
+/// the server's catalogue; a provider-reported cost is kept. A tenant key
+/// may only write its own tenant's records.
+#[utoipa::path(post, path = "/api/ingest", tag = "ingest",
+    request_body(content = Vec<Record>, description = "At most 10,000 records and 16 MiB"),
+    responses(
+        (status = 200, description = "Valid records stored; invalid ones listed", body = IngestResult),
+        (status = 400, description = "Not a JSON array", body = crate::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::ErrorBody),
+        (status = 413, description = "Body or batch too large", body = crate::ErrorBody),
+        (status = 422, description = "No record was valid", body = IngestResult),
+    ))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
     Caller(scope): Caller,
@@ -63,7 +102,7 @@ pub(crate) async fn ingest(
             .map(|r| price(r, &state))
         {
             Ok(r) => valid.push((index, r)),
-            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
+            Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
     if let TenantScope::Tenant(t) = &scope {
@@ -77,10 +116,13 @@ pub(crate) async fn ingest(
                     .await?
                 && existing.entity_id.as_deref() != Some(t.as_str())
             {
-                rejected.push(json!({
-                    "index": index,
-                    "reason": format!("request_id: {:?} is already used; pick another id", q.request_id),
-                }));
+                rejected.push(Rejected {
+                    index,
+                    reason: format!(
+                        "request_id: {:?} is already used; pick another id",
+                        q.request_id
+                    ),
+                });
                 continue;
             }
             kept.push((index, r));
@@ -91,7 +133,13 @@ pub(crate) async fn ingest(
     let inserted = if records.is_empty() {
         0
     } else {
-        state.store.insert_records(&records).await?
+        match state.store.insert_records(&records).await {
+            Ok(n) => n,
+            Err(e) => {
+                state.metrics.store_write_failed();
+                return Err(e.into());
+            }
+        }
     };
     state
         .metrics
@@ -101,14 +149,13 @@ pub(crate) async fn ingest(
     } else {
         StatusCode::OK
     };
-    let mut body = json!({
-        "accepted": records.len(),
-        "inserted": inserted,
-        "rejected": rejected,
-    });
-    if status != StatusCode::OK {
-        body["detail"] = json!("no record in the batch was valid; see `rejected`");
-    }
+    let body = IngestResult {
+        accepted: records.len(),
+        inserted,
+        rejected,
+        detail: (status != StatusCode::OK)
+            .then(|| "no record in the batch was valid; see `rejected`".to_owned()),
+    };
     Ok((status, Json(body)).into_response())
 }
 

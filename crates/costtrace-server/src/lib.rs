@@ -11,7 +11,7 @@
 //! | `GET /api/tasks/{task_id}/cost` (also `docs`, `entities`) | totals, `breakdown_by_service`, `request_count`, `unpriced_count` |
 //! | `GET /api/usage/summary?group_by=model\|provider\|service_type\|entity_id\|task_id\|doc_id\|day\|hour` | priced totals with unpriced counts per group |
 //! | `POST /api/ingest` | `{"accepted": N, "inserted": M, "rejected": [{"index", "reason"}]}` |
-//! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | health, Prometheus text, OpenAPI 3 |
+//! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | health, Prometheus text, OpenAPI 3.1 (generated from the handlers) |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,15 +34,22 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
 use costtrace_pricing::Catalogue;
 use costtrace_store::AnyStore;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-pub use auth::{AuthMode, Caller, KEY_PREFIX, generate_key, hash_key};
-pub use error::ApiError;
+pub use api::{DocCost, EntityCost, GroupByParam, RequestList, TaskCost, UsageSummary};
+pub use auth::{
+    Auth, AuthMode, Caller, KEY_CACHE_TTL, KEY_PREFIX, KEY_PROBE_INTERVAL, generate_key, hash_key,
+};
+pub use error::{ApiError, ErrorBody};
+pub use ingest::{IngestResult, Rejected};
 pub use ingest::{MAX_BATCH, MAX_BODY_BYTES, MAX_COST_USD, MAX_COUNT};
 pub use metrics::Metrics;
+pub use openapi::document as openapi_document;
 
 /// Longest id (request, task, doc, entity) accepted anywhere, in bytes.
 pub const MAX_ID_LEN: usize = 256;
@@ -55,8 +62,8 @@ pub struct AppState {
     pub store: AnyStore,
     /// Prices usage that arrives without a cost.
     pub catalogue: Arc<Catalogue>,
-    /// Whether a key is required.
-    pub auth: AuthMode,
+    /// Whether a key is required, and the key cache.
+    pub auth: Arc<Auth>,
     /// Counters for `GET /metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -67,7 +74,7 @@ impl AppState {
         AppState {
             store,
             catalogue,
-            auth,
+            auth: Arc::new(Auth::new(auth)),
             metrics: Arc::new(Metrics::default()),
         }
     }
@@ -75,20 +82,8 @@ impl AppState {
 
 /// The whole API as one router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/api/requests", get(api::list_requests))
-        .route("/api/requests/{request_id}", get(api::get_request))
-        .route("/api/tasks/{task_id}/cost", get(api::task_cost))
-        .route("/api/docs/{doc_id}/cost", get(api::doc_cost))
-        .route("/api/entities/{entity_id}/cost", get(api::entity_cost))
-        .route("/api/usage/summary", get(api::usage_summary))
-        .route(
-            "/api/ingest",
-            post(ingest::ingest).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
-        )
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(openapi::openapi))
+    let (router, _) = api_router().split_for_parts();
+    router
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -97,13 +92,49 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "backend": state.store.backend(),
-        "auth": match state.auth { AuthMode::Local => "local", AuthMode::Keys => "keys" },
-        "catalogue_version": state.catalogue.version(),
-    }))
+/// Every documented route; [`app`] serves it and [`openapi::document`]
+/// describes it.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(api::list_requests))
+        .routes(routes!(api::get_request))
+        .routes(routes!(api::task_cost))
+        .routes(routes!(api::doc_cost))
+        .routes(routes!(api::entity_cost))
+        .routes(routes!(api::usage_summary))
+        .routes(routes!(ingest::ingest).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::openapi))
+}
+
+/// `GET /healthz`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// `local` (no keys) or `keys`.
+    #[schema(value_type = String, example = "keys")]
+    pub auth: &'static str,
+    /// Version of the price catalogue.
+    pub catalogue_version: String,
+}
+
+/// Health
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses((status = 200, description = "The server is up", body = Health)))]
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        backend: state.store.backend(),
+        auth: match state.auth.mode() {
+            AuthMode::Local => "local",
+            AuthMode::Keys => "keys",
+        },
+        catalogue_version: state.catalogue.version().to_owned(),
+    })
 }
 
 async fn not_found() -> ApiError {

@@ -1,5 +1,9 @@
 //! `GET /metrics`: Prometheus text, kept by hand (a few counters under one
-//! lock are cheaper to build than a metrics registry).
+//! lock are cheaper to build than a metrics registry): HTTP requests by route
+//! and status, request latency histograms by route, records ingested and
+//! rejected, store write failures, and — when the process has a costtrace
+//! recorder installed (an application serving this router beside its own
+//! instrumented code) — that recorder's health.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,16 +21,37 @@ use crate::AppState;
 /// (method, route template, status).
 type HttpKey = (String, String, u16);
 
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// One route's latency histogram: counts per bucket (non-cumulative; the last
+/// is +Inf), the sum and the count.
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
 /// Counters the server exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (method, route template, status) → (count, seconds summed).
-    http: Mutex<BTreeMap<HttpKey, (u64, f64)>>,
+    /// (method, route template, status) → count.
+    http: Mutex<BTreeMap<HttpKey, u64>>,
+    /// (method, route template) → latency.
+    latency: Mutex<BTreeMap<(String, String), Histogram>>,
     records_accepted: AtomicU64,
     records_rejected: AtomicU64,
+    store_write_errors: AtomicU64,
 }
 
 impl Metrics {
+    pub(crate) fn store_write_failed(&self) {
+        self.store_write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn records_ingested(&self, accepted: u64, rejected: u64) {
         self.records_accepted.fetch_add(accepted, Ordering::Relaxed);
         self.records_rejected.fetch_add(rejected, Ordering::Relaxed);
@@ -34,11 +59,18 @@ impl Metrics {
 
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         if let Ok(mut m) = self.http.lock() {
-            let e = m
-                .entry((method.to_owned(), route.to_owned(), status))
-                .or_insert((0, 0.0));
-            e.0 += 1;
-            e.1 += secs;
+            *m.entry((method.to_owned(), route.to_owned(), status))
+                .or_insert(0) += 1;
+        }
+        if let Ok(mut m) = self.latency.lock() {
+            let h = m.entry((method.to_owned(), route.to_owned())).or_default();
+            let i = BUCKETS
+                .iter()
+                .position(|&le| secs <= le)
+                .unwrap_or(BUCKETS.len());
+            h.buckets[i] += 1;
+            h.sum += secs;
+            h.count += 1;
         }
     }
 
@@ -51,7 +83,7 @@ impl Metrics {
             Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             Err(_) => Vec::new(),
         };
-        for ((method, route, status), (n, _)) in &snapshot {
+        for ((method, route, status), n) in &snapshot {
             let _ = writeln!(
                 out,
                 "costtrace_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
@@ -60,16 +92,33 @@ impl Metrics {
         out.push_str(
             "# HELP costtrace_http_request_duration_seconds Time spent serving HTTP requests.\n",
         );
-        out.push_str("# TYPE costtrace_http_request_duration_seconds summary\n");
-        for ((method, route, status), (n, secs)) in &snapshot {
-            let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+        out.push_str("# TYPE costtrace_http_request_duration_seconds histogram\n");
+        let latency: Vec<_> = match self.latency.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        for ((method, route), h) in &latency {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            let mut cumulative = 0;
+            for (i, n) in h.buckets.iter().enumerate() {
+                cumulative += n;
+                let le = BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                let _ = writeln!(
+                    out,
+                    "costtrace_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
             let _ = writeln!(
                 out,
-                "costtrace_http_request_duration_seconds_sum{{{labels}}} {secs}"
+                "costtrace_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
             );
             let _ = writeln!(
                 out,
-                "costtrace_http_request_duration_seconds_count{{{labels}}} {n}"
+                "costtrace_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
             );
         }
         out.push_str(
@@ -90,6 +139,15 @@ impl Metrics {
             "costtrace_records_rejected_total {}",
             self.records_rejected.load(Ordering::Relaxed)
         );
+        counter(
+            &mut out,
+            "costtrace_store_write_errors_total",
+            "Batches POST /api/ingest could not write to the store (answered 500; the client keeps them).",
+            self.store_write_errors.load(Ordering::Relaxed),
+        );
+        if let Some(h) = costtrace::health() {
+            recorder_health(&mut out, &h);
+        }
         out
     }
 }
@@ -114,10 +172,77 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
     resp
 }
 
-/// `GET /metrics`
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(()),
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    metric(out, name, "counter", help, v);
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {v}");
+}
+
+/// The in-process recorder's health (see `costtrace::health`).
+fn recorder_health(out: &mut String, h: &costtrace::RecorderHealth) {
+    let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+        metric(out, name, "gauge", help, v);
+    };
+    gauge(
+        out,
+        "costtrace_recorder_queued",
+        "Records waiting in the recorder queue.",
+        h.queued,
+    );
+    gauge(
+        out,
+        "costtrace_recorder_spooled",
+        "Records in the local spool, waiting for the sink.",
+        h.spooled,
+    );
+    gauge(
+        out,
+        "costtrace_recorder_retry_pending",
+        "Records kept in memory for another write attempt.",
+        h.retry_pending,
+    );
+    counter(
+        out,
+        "costtrace_recorder_written_total",
+        "Records the recorder wrote to its sink.",
+        h.written,
+    );
+    counter(
+        out,
+        "costtrace_recorder_dropped_total",
+        "Records dropped because the queue was full.",
+        h.dropped,
+    );
+    counter(
+        out,
+        "costtrace_recorder_failed_writes_total",
+        "Failed sink writes (each batch kept for a retry).",
+        h.failed_writes,
+    );
+    counter(
+        out,
+        "costtrace_recorder_replayed_total",
+        "Records replayed from the spool.",
+        h.replayed,
+    );
+    gauge(
+        out,
+        "costtrace_recorder_last_error",
+        "1 when the latest sink write failed (the message is in the log).",
+        u64::from(h.last_error.is_some()),
+    );
 }

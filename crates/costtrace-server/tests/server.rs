@@ -53,6 +53,8 @@ suite!(
     ingest_rejects_invalid_records_one_by_one,
     ingest_body_errors_are_4xx,
     keys_are_required_and_checked,
+    key_lookups_are_cached_until_the_ttl,
+    local_mode_requires_keys_once_one_is_created,
     tenant_sees_only_its_own_data,
     tenant_writes_only_its_own_data,
     openapi_matches_responses,

@@ -96,6 +96,7 @@ impl Page {
 /// `None` when none of it was priced; `breakdown` sums the units and known
 /// token counts and holds `unpriced_count` when some usage had no price.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceUse {
     /// Service key (see above).
     pub service_type: String,
@@ -104,11 +105,13 @@ pub struct ServiceUse {
     /// Priced cost in nano-USD.
     pub cost_nanos: Option<i64>,
     /// Units and tokens, summed.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, Object>))]
     pub breakdown: BTreeMap<String, serde_json::Value>,
 }
 
 /// A request with the services it used and their cost.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Request))]
 pub struct RequestView {
     /// The request id.
     pub request_id: String,
@@ -240,6 +243,7 @@ impl FromStr for GroupBy {
 
 /// One group of [`crate::Store::usage_summary`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = SummaryGroup))]
 pub struct SummaryRow {
     /// The group (model, provider, … `YYYY-MM-DD` or `YYYY-MM-DDTHH:00Z`).
     pub key: String,

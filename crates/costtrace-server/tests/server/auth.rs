@@ -1,6 +1,10 @@
 //! API keys and tenant isolation on every endpoint.
 
-use costtrace_server::AuthMode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use costtrace_pricing::Catalogue;
+use costtrace_server::{AppState, Auth, AuthMode, KEY_PROBE_INTERVAL, app};
 use costtrace_store::{AnyStore, Store};
 use serde_json::json;
 
@@ -17,7 +21,11 @@ const READS: [&str; 6] = [
 
 pub async fn keys_are_required_and_checked(store: &AnyStore) {
     let admin = key(store, None).await;
-    let app = router(store, AuthMode::Keys);
+    // No cache here, so that the revocation below applies at once.
+    let app = app(AppState {
+        auth: Arc::new(Auth::with_cache_ttl(AuthMode::Keys, Duration::ZERO)),
+        ..AppState::new(store.clone(), Catalogue::bundled(), AuthMode::Keys)
+    });
     seed_uploads(&app, Some(&admin)).await;
     for uri in READS {
         let (status, body) = get(&app, uri, None).await;
@@ -44,7 +52,7 @@ pub async fn keys_are_required_and_checked(store: &AnyStore) {
     // Health stays open for load balancers.
     assert_eq!(get(&app, "/healthz", None).await.0, 200);
 
-    // A revoked key stops working at once.
+    // A revoked key stops working once its cached lookup expires.
     let info = store.list_api_keys().await.unwrap();
     assert!(store.revoke_api_key(&info[0].id).await.unwrap());
     let (status, _) = get(&app, "/api/requests", Some(&admin)).await;
@@ -220,4 +228,38 @@ async fn call_raw_with_auth(
         .await
         .unwrap();
     (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+pub async fn key_lookups_are_cached_until_the_ttl(store: &AnyStore) {
+    let tenant = key(store, Some("company_123")).await;
+    let ttl = Duration::from_millis(400);
+    let app = app(AppState {
+        auth: Arc::new(Auth::with_cache_ttl(AuthMode::Keys, ttl)),
+        ..AppState::new(store.clone(), Catalogue::bundled(), AuthMode::Keys)
+    });
+    assert_eq!(get(&app, "/api/requests", Some(&tenant)).await.0, 200);
+    let id = store.list_api_keys().await.unwrap()[0].id.clone();
+    assert!(store.revoke_api_key(&id).await.unwrap());
+    // Still trusted from the cache (no store round trip per request) …
+    assert_eq!(get(&app, "/api/requests", Some(&tenant)).await.0, 200);
+    // … and refused once the lookup is older than the TTL.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert_eq!(get(&app, "/api/requests", Some(&tenant)).await.0, 401);
+    // A wrong key is never let in, cached or not.
+    for _ in 0..2 {
+        assert_eq!(get(&app, "/api/requests", Some("ct_wrong")).await.0, 401);
+    }
+}
+
+pub async fn local_mode_requires_keys_once_one_is_created(store: &AnyStore) {
+    let app = router(store, AuthMode::Local);
+    assert_eq!(get(&app, "/api/requests", None).await.0, 200);
+    assert_eq!(get(&app, "/healthz", None).await.1["auth"], "local");
+    let admin = key(store, None).await;
+    // The server notices within the probe interval, without a restart.
+    tokio::time::sleep(KEY_PROBE_INTERVAL + Duration::from_millis(100)).await;
+    let (status, body) = get(&app, "/api/requests", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(get(&app, "/healthz", None).await.1["auth"], "keys");
+    assert_eq!(get(&app, "/api/requests", Some(&admin)).await.0, 200);
 }

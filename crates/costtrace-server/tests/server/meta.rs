@@ -21,7 +21,7 @@ pub async fn openapi_matches_responses(store: &AnyStore) {
     seed_uploads(&app, None).await;
     let (status, doc) = get(&app, "/openapi.json", None).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
 
     // Every documented operation answers with a documented status.
     let paths = doc["paths"].as_object().unwrap();
@@ -68,6 +68,24 @@ pub async fn openapi_matches_responses(store: &AnyStore) {
     assert_eq!(keys(&i), schema("IngestResult"));
     let (_, e) = get(&app, "/api/tasks/none/cost", None).await;
     assert_eq!(keys(&e), schema("Error"));
+
+    // The documented groupings are exactly the ones the server accepts.
+    let groupings = doc["components"]["schemas"]["GroupByParam"]["enum"]
+        .as_array()
+        .unwrap();
+    assert_eq!(groupings.len(), 8, "{groupings:?}");
+    for g in groupings {
+        let g = g.as_str().unwrap();
+        let (status, body) = get(&app, &format!("/api/usage/summary?group_by={g}"), None).await;
+        assert_eq!((status.as_u16(), body["group_by"].as_str()), (200, Some(g)));
+    }
+    // The ingest body is the wire format: one schema per record kind.
+    let record = &doc["components"]["schemas"]["Record"];
+    assert_eq!(
+        record["oneOf"].as_array().map(Vec::len),
+        Some(3),
+        "{record}"
+    );
 }
 
 pub async fn metrics_count_requests_by_route(store: &AnyStore) {
@@ -90,8 +108,29 @@ pub async fn metrics_count_requests_by_route(store: &AnyStore) {
         "{text}"
     );
     assert!(!text.contains("/api/tasks/a/cost"));
-    assert!(text.contains(
-        "costtrace_http_request_duration_seconds_count{method=\"GET\",route=\"/api/tasks/{task_id}/cost\",status=\"404\"} 3"
-    ));
+    // Latency: a histogram per route, cumulative buckets ending at +Inf.
+    assert!(text.contains("# TYPE costtrace_http_request_duration_seconds histogram"));
+    let route = "method=\"GET\",route=\"/api/tasks/{task_id}/cost\"";
+    assert!(text.contains(&format!(
+        "costtrace_http_request_duration_seconds_count{{{route}}} 3"
+    )));
+    assert!(
+        text.contains(&format!(
+            "costtrace_http_request_duration_seconds_bucket{{{route},le=\"+Inf\"}} 3"
+        )),
+        "{text}"
+    );
+    let buckets: Vec<u64> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "costtrace_http_request_duration_seconds_bucket{{{route}"
+            ))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 13);
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert!(text.contains("costtrace_store_write_errors_total 0"));
     assert!(text.contains("costtrace_records_ingested_total 0"));
 }
