@@ -4,6 +4,7 @@ mod demo;
 mod exit;
 mod keys;
 mod prices;
+mod report;
 mod serve;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Fill a store with realistic sample traffic (idempotent).
     Demo(demo::DemoArgs),
+    /// Spend tables: top tasks, by model, by day, by entity.
+    Report(report::ReportArgs),
 }
 
 /// The outcome of a command that ran: success, or a usage that could not be
@@ -57,6 +60,16 @@ pub(crate) fn load_catalogue(prices: Option<&PathBuf>) -> anyhow::Result<Arc<Cat
     }
 }
 
+/// The async runtime of the store commands (two workers: SQLite work runs
+/// on blocking threads anyway).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -64,6 +77,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args, cli.prices.as_ref()),
         Command::Keys(args) => keys::run(args),
         Command::Demo(args) => demo::run(args, cli.prices.as_ref()),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -15,7 +15,7 @@ use costtrace_pricing::Catalogue;
 use costtrace_store::{AnyStore, GroupBy, Page, RequestFilter, Store, TenantScope};
 
 use crate::serve::StoreArgs;
-use crate::{Outcome, load_catalogue};
+use crate::{Outcome, load_catalogue, runtime};
 
 pub(crate) use traffic::Totals;
 
@@ -40,12 +40,7 @@ pub(crate) fn run(args: &DemoArgs, prices: Option<&PathBuf>) -> anyhow::Result<O
     if let Some(path) = &args.jsonl {
         write_jsonl(path, &records)?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let new = runtime.block_on(async {
+    let new = runtime()?.block_on(async {
         let store = args.store.open().await?;
         insert(&store, &records).await
     })?;
