@@ -148,7 +148,8 @@ fn keys_create_list_revoke_and_serve_with_keys() {
         200
     );
 
-    // Revoking takes effect on the running server.
+    // Revoking takes effect on the running server once its key cache
+    // (costtrace_server::KEY_CACHE_TTL, 5 s) has expired.
     let id = keys[0]["id"].as_str().unwrap();
     let out = costtrace(&["keys", "revoke", id, "--database-url", &url]);
     assert!(
@@ -156,10 +157,14 @@ fn keys_create_list_revoke_and_serve_with_keys() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        http(&server.addr, "GET", "/api/requests", Some(&acme), None).0,
-        401
-    );
+    let revoked_at = std::time::Instant::now();
+    while http(&server.addr, "GET", "/api/requests", Some(&acme), None).0 != 401 {
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(8),
+            "a revoked key still works after 8 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let again = costtrace(&["keys", "revoke", id, "--database-url", &url]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("no active key"));
