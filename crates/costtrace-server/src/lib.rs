@@ -24,6 +24,7 @@
 
 mod api;
 mod auth;
+mod dashboard;
 mod error;
 mod ingest;
 mod metrics;
@@ -84,6 +85,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let (router, _) = api_router().split_for_parts();
     router
+        .route("/", axum::routing::get(dashboard::index))
+        .route("/assets/{*path}", axum::routing::get(dashboard::asset))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
