@@ -2,6 +2,7 @@
 
 mod demo;
 mod exit;
+mod gateway;
 mod keys;
 mod prices;
 mod report;
@@ -35,6 +36,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Create, list and revoke API keys for `serve`.
     Keys(keys::KeysArgs),
+    /// Reverse proxy for AI providers that records every call's cost.
+    Gateway(gateway::GatewayArgs),
     /// Fill a store with realistic sample traffic (idempotent).
     Demo(demo::DemoArgs),
     /// Spend tables: top tasks, by model, by day, by entity.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Prices(args) => prices::run(args, cli.prices.as_ref()),
         Command::Serve(args) => serve::run(args, cli.prices.as_ref()),
         Command::Keys(args) => keys::run(args),
+        Command::Gateway(args) => gateway::run(args, cli.prices.as_ref()),
         Command::Demo(args) => demo::run(args, cli.prices.as_ref()),
         Command::Report(args) => report::run(args),
     };

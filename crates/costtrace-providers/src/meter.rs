@@ -245,6 +245,12 @@ impl Meter {
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        self.finish(End::ClientGone);
+        // A caller that hangs up right after the end marker got everything.
+        let end = if self.mode == Mode::Stream && self.st.complete {
+            End::Complete
+        } else {
+            End::ClientGone
+        };
+        self.finish(end);
     }
 }

@@ -117,6 +117,16 @@ fn percent_decode(s: &str) -> String {
 /// The context attributes a request's headers carry. Explicit `X-…` headers
 /// win over `baggage` entries.
 pub fn context_from_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    context_from_named_headers(headers, &CONTEXT_HEADERS)
+}
+
+/// [`context_from_headers`] with other header names: `names` pairs each
+/// header with the attribute it sets; `baggage` entries are read for the
+/// same attributes.
+pub fn context_from_named_headers(
+    headers: &HeaderMap,
+    names: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for value in headers.get_all("baggage") {
         let Ok(v) = value.to_str() else { continue };
@@ -124,22 +134,22 @@ pub fn context_from_headers(headers: &HeaderMap) -> Vec<(String, String)> {
             let kv = member.split(';').next().unwrap_or("").trim();
             if let Some((k, v)) = kv.split_once('=') {
                 let (k, v) = (k.trim(), percent_decode(v.trim()));
-                if CONTEXT_HEADERS.iter().any(|(_, a)| *a == k) && valid(&v) {
+                if names.iter().any(|(_, a)| *a == k) && valid(&v) {
                     out.retain(|(ek, _)| ek != k);
                     out.push((k.to_owned(), v));
                 }
             }
         }
     }
-    for (header, attr) in CONTEXT_HEADERS {
+    for (header, attr) in names {
         if let Some(v) = headers
-            .get(header)
+            .get(*header)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             && valid(v)
         {
             out.retain(|(k, _)| k != attr);
-            out.push((attr.to_owned(), v.to_owned()));
+            out.push(((*attr).to_owned(), v.to_owned()));
         }
     }
     out
