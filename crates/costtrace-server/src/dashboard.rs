@@ -60,6 +60,14 @@ const CSS: &str = "text/css; charset=utf-8";
 
 const ASSETS: &[Asset] = &[
     asset!("app.js", "app.js", JS, Revalidate),
+    asset!("js/api.js", "js/api.js", JS, Revalidate),
+    asset!("js/charts.js", "js/charts.js", JS, Revalidate),
+    asset!("js/costs.js", "js/costs.js", JS, Revalidate),
+    asset!("js/dom.js", "js/dom.js", JS, Revalidate),
+    asset!("js/overview.js", "js/overview.js", JS, Revalidate),
+    asset!("js/requests.js", "js/requests.js", JS, Revalidate),
+    asset!("js/shell.js", "js/shell.js", JS, Revalidate),
+    asset!("js/tables.js", "js/tables.js", JS, Revalidate),
     asset!("app.css", "app.css", CSS, Revalidate),
     asset!("favicon.svg", "favicon.svg", "image/svg+xml", Revalidate),
     asset!(
@@ -185,6 +193,33 @@ mod tests {
             "/assets/vendor/uplot-{UPLOT_VERSION}/uPlot.min.css"
         )));
         assert!(html.contains("/assets/app.js") && html.contains("/assets/app.css"));
+    }
+
+    #[test]
+    fn every_imported_module_is_served() {
+        for a in ASSETS
+            .iter()
+            .filter(|a| a.content_type == JS && a.caching == Caching::Revalidate)
+        {
+            let text = std::str::from_utf8(a.body).unwrap_or_default();
+            let dir = a.path.rsplit_once('/').map_or("", |(d, _)| d);
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let Some((_, spec)) = line.split_once(" from '") else {
+                    continue;
+                };
+                let rel = spec.trim_end_matches("';").trim_start_matches("./");
+                let path = if dir.is_empty() {
+                    rel.to_owned()
+                } else {
+                    format!("{dir}/{rel}")
+                };
+                assert!(
+                    ASSETS.iter().any(|b| b.path == path),
+                    "{} imports {rel}, which is not in ASSETS",
+                    a.path
+                );
+            }
+        }
     }
 
     #[test]

@@ -211,7 +211,8 @@ impl<'d> Session<'d> {
             if Instant::now() > deadline {
                 self.screenshot(&format!("failed-{}", what.replace(' ', "-")));
                 let page = self.exec("return document.getElementById('app').innerText", json!([]));
-                panic!("timed out waiting for {what}; page text:\n{page}");
+                let logs = self.logs();
+                panic!("timed out waiting for {what}; page text:\n{page}\nbrowser log: {logs:#?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -240,7 +241,8 @@ impl<'d> Session<'d> {
                     json!([css]),
                 );
                 self.screenshot(&format!("failed-{}", css.replace(['#', ' ', '.'], "")));
-                panic!("{css}: want {want:?}, got {got}");
+                let logs = self.logs();
+                panic!("{css}: want {want:?}, got {got}\nbrowser log: {logs:#?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
