@@ -10,7 +10,8 @@ Exit codes:
   1  any other failure (the message says what went wrong)
   2  bad arguments (as clap reports them); `prices calc`: the usage has no price
   3  an input file (import file, price overrides) could not be read
-  4  the store could not be opened or reached (--database-url)";
+  4  the store could not be opened or reached (--database-url)
+  5  `import` skipped bad lines (the good ones were imported)";
 
 /// Bad arguments, also those clap cannot check (e.g. a malformed date).
 pub(crate) const USAGE: u8 = 2;
@@ -18,6 +19,9 @@ pub(crate) const USAGE: u8 = 2;
 pub(crate) const INPUT: u8 = 3;
 /// The store could not be opened or reached.
 pub(crate) const STORE: u8 = 4;
+
+/// `import` finished but skipped bad lines.
+pub(crate) const BAD_LINES: u8 = 5;
 
 /// An error that carries its exit code; `main` finds it under any context
 /// added later.

@@ -3,6 +3,7 @@
 mod demo;
 mod exit;
 mod gateway;
+mod import;
 mod keys;
 mod prices;
 mod report;
@@ -42,6 +43,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Spend tables: top tasks, by model, by day, by entity.
     Report(report::ReportArgs),
+    /// Import records from JSON Lines or CSV (resumable, idempotent).
+    Import(import::ImportArgs),
 }
 
 /// The outcome of a command that ran: success, or a usage that could not be
@@ -50,6 +53,8 @@ enum Command {
 pub(crate) enum Outcome {
     Ok,
     Unpriced,
+    /// `import` finished but skipped bad lines.
+    SkippedLines,
 }
 
 /// Loads the catalogue the global options ask for.
@@ -82,10 +87,12 @@ fn main() -> ExitCode {
         Command::Gateway(args) => gateway::run(args, cli.prices.as_ref()),
         Command::Demo(args) => demo::run(args, cli.prices.as_ref()),
         Command::Report(args) => report::run(args),
+        Command::Import(args) => import::run(args, cli.prices.as_ref()),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Unpriced) => ExitCode::from(exit::USAGE),
+        Ok(Outcome::SkippedLines) => ExitCode::from(exit::BAD_LINES),
         // `costtrace report | head`: the reader left, nothing went wrong.
         Err(e) if exit::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
