@@ -326,7 +326,7 @@ fn static_assets_have_headers(server: &Server) {
 
 fn requests_explorer(s: &Session<'_>, server: &Server, ex: &Expected) {
     let n = ex.requests.len();
-    assert_eq!(n, 54 + 3 + 5 + 1);
+    assert_eq!(n, 54 + 3 + 5 + 1 + 1);
     s.goto(&server.url("#/requests"));
     s.wait_text("#req-total", &n.to_string());
     s.wait_text("#page-info", &format!("page 1 of {}", n.div_ceil(25)));
@@ -412,6 +412,9 @@ fn requests_explorer(s: &Session<'_>, server: &Server, ex: &Expected) {
     s.wait_text("#request-unpriced", "1 unpriced");
     assert_eq!(service_cost(&format!("llm:{UNPRICED_MODEL}")), "unpriced");
     s.screenshot("07-request-unpriced");
+    s.goto(&server.url(&format!("#/requests/{SELFHOSTED_REQUEST}")));
+    s.wait_text("#request-unpriced", "1 unpriced");
+    s.wait_text("#request-total", "unpriced");
     assert_clean(s, "request detail");
 
     // A bad filter value: the API's message, the form stays.
@@ -494,6 +497,14 @@ fn doc_and_entity_pages(s: &Session<'_>, server: &Server, ex: &Expected) {
     assert_eq!(
         rows(s, "#requests-table tbody tr", "data-request-id").len(),
         count
+    );
+    let cost = s.exec(
+        "return document.querySelector(`#requests-table tr[data-request-id='${arguments[0]}']`).cells[8].innerText.trim();",
+        json!([SELFHOSTED_REQUEST]),
+    );
+    assert_eq!(
+        cost, "unpriced",
+        "a request with only unpriced usage is not $0"
     );
     s.screenshot("12-entity");
     assert_clean(s, "document and entity");

@@ -55,7 +55,10 @@ export function unpricedBadge(n) {
     int(n) + ' unpriced');
 }
 
-/** A priced total: "unpriced" instead of $0 when nothing in it had a price. */
+/**
+ * A priced total: "unpriced" instead of $0 when it has unpriced usage and no
+ * priced cost (`records`, when known, must all be unpriced).
+ */
 export function money(total, unpriced, records) {
   if (total === 0 && unpriced > 0 && (records == null || unpriced >= records)) {
     return h('span', { class: 'unpriced', text: 'unpriced' });

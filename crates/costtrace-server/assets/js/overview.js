@@ -3,7 +3,7 @@
 
 import { api, qs } from './api.js';
 import { spendChart } from './charts.js';
-import { card, fill, h, int, unpricedBadge, usd, when } from './dom.js';
+import { card, fill, h, int, money, unpricedBadge, when } from './dom.js';
 import { app, setNav, state } from './shell.js';
 import { summaryTable } from './tables.js';
 
@@ -38,7 +38,7 @@ export async function overview(gen, params) {
     h('div', { class: 'controls' }, h('label', {}, 'period', rangeSel), h('label', {}, 'buckets', bucketSel),
       h('span', { class: 'muted' }, from ? 'since ' + when(from) : 'all recorded usage')),
     h('div', { class: 'cards' },
-      card('total spend (priced)', usd(model.total_cost_usd), 'total-spend'),
+      card('total spend (priced)', money(model.total_cost_usd, model.unpriced_count, model.record_count), 'total-spend'),
       card('unpriced usage records', unpricedBadge(model.unpriced_count), 'total-unpriced'),
       card('usage records', int(model.record_count), 'total-records'),
       card('entities', int(entities), 'total-entities')),

@@ -2,7 +2,7 @@
 // with its services_used.
 
 import { ApiError, api, qs } from './api.js';
-import { card, fill, h, idLink, int, ms, unpricedBadge, usd, when } from './dom.js';
+import { card, fill, h, idLink, int, money, ms, unpricedBadge, usd, when } from './dom.js';
 import { app, setNav, state } from './shell.js';
 import { pager, requestsTable } from './tables.js';
 
@@ -58,7 +58,7 @@ export async function requestsPage(gen, params) {
   const pageUnpriced = list.requests.reduce((s, r) => s + (r.unpriced_count || 0), 0);
   fill(body,
     h('p', { id: 'req-summary' }, h('strong', { id: 'req-total', text: int(list.total) }),
-      list.total === 1 ? ' request' : ' requests', ' match; this page: ', h('span', { class: 'usd', text: usd(pageCost) }), ' ',
+      list.total === 1 ? ' request' : ' requests', ' match; this page: ', money(pageCost, pageUnpriced), ' ',
       unpricedBadge(pageUnpriced)),
     list.requests.length ? requestsTable(list.requests) : h('div', { class: 'empty', text: 'No requests match.' }),
     pager(list.total, page, pageSize, (p) => nav({ page: p })));
@@ -83,7 +83,7 @@ export async function requestDetail(gen, id) {
   fill(app,
     h('h1', {}, 'Request ', h('span', { class: 'mono', id: 'request-id', text: r.request_id }), status),
     h('div', { class: 'cards' },
-      card('cost (priced)', usd(r.total_cost_usd), 'request-total'),
+      card('cost (priced)', money(r.total_cost_usd, r.unpriced_count), 'request-total'),
       card('unpriced usage', unpricedBadge(r.unpriced_count), 'request-unpriced'),
       card('duration', ms(r.processing_time_ms), 'request-duration')),
     h('section', { class: 'panel' }, h('dl', { class: 'fields' },

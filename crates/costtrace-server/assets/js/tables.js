@@ -47,7 +47,7 @@ export function requestsTable(requests, opts) {
       h('td', { class: 'num' }, status),
       h('td', { class: 'num', text: ms(r.processing_time_ms) }),
       h('td', { class: 'num', text: String((r.services_used || []).length) }),
-      h('td', { class: 'num' }, h('span', { class: 'usd', text: usd(r.total_cost_usd) })),
+      h('td', { class: 'num' }, money(r.total_cost_usd, r.unpriced_count)),
       h('td', { class: 'num' }, unpricedBadge(r.unpriced_count)));
   });
   const head = ['time', 'request', o.noTask ? null : 'task', o.noDoc ? null : 'doc',
@@ -103,7 +103,7 @@ export function serviceTable(rows) {
 
 export function costCards(cost, prefix) {
   return h('div', { class: 'cards' },
-    card('total cost (priced)', usd(cost.total_cost_usd), prefix + '-total'),
+    card('total cost (priced)', money(cost.total_cost_usd, cost.unpriced_count), prefix + '-total'),
     card('unpriced usage', unpricedBadge(cost.unpriced_count), prefix + '-unpriced'),
     card('requests', int(cost.request_count), prefix + '-requests'),
     card('period (UTC)', h('span', { class: 'mono small' },

@@ -18,6 +18,8 @@ pub const BIG_DOC: &str = "doc_annual_report";
 pub const LIVE_TASK: &str = "task_live_ingest";
 pub const LIVE_REQUEST: &str = "req_live_1";
 pub const UNPRICED_MODEL: &str = "summarizer-v2";
+/// A request whose only usage is unpriced.
+pub const SELFHOSTED_REQUEST: &str = "req_selfhosted";
 
 const HOUR_US: i64 = 3_600_000_000;
 
@@ -314,6 +316,19 @@ pub fn build(now_us: i64) -> Fixtures {
             }
         }
     }
+    // A self-hosted model nobody has priced: the request's cost is unknown, not $0.
+    let r = Req {
+        id: SELFHOSTED_REQUEST,
+        ts: base - 50 * HOUR_US,
+        entity: "initech",
+        task: None,
+        doc: None,
+        operation: "summarize",
+        task_type: "interactive",
+        status: Some(200),
+    };
+    f.request(&r);
+    f.usage(&r, 800_000, Use::Llm("inhouse", UNPRICED_MODEL, 3_000, 250));
     // Still running: globex's upload has processed 10 pages so far ($0.20).
     let r = live_request(now_us);
     f.request(&r);

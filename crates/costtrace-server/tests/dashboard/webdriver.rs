@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// How long a page may take to show what a step waits for (generous: the
+/// machine may be busy compiling).
+const WAIT: Duration = Duration::from_secs(30);
+
 /// The key under which WebDriver returns an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -202,7 +206,7 @@ impl<'d> Session<'d> {
 
     /// Polls `script` until it returns something other than null/false/"".
     pub fn wait_for(&self, what: &str, script: &str, args: Value) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + WAIT;
         loop {
             let v = self.exec(script, args.clone());
             if !(v.is_null() || v == false || v == "") {
@@ -233,7 +237,7 @@ impl<'d> Session<'d> {
     /// Waits until the element `css` has exactly `want` as its text.
     pub fn wait_text(&self, css: &str, want: &str) {
         let script = "const e = document.querySelector(arguments[0]); return !!e && e.innerText.trim() === arguments[1];";
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + WAIT;
         while self.exec(script, json!([css, want])) != true {
             if Instant::now() > deadline {
                 let got = self.exec(
