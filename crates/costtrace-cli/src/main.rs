@@ -1,5 +1,6 @@
 //! The `costtrace` command-line tool: one module per subcommand.
 
+mod checkpoint;
 mod demo;
 mod exit;
 mod gateway;
@@ -7,6 +8,7 @@ mod import;
 mod keys;
 mod prices;
 mod report;
+mod reprice;
 mod serve;
 
 use std::path::PathBuf;
@@ -45,6 +47,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Import records from JSON Lines or CSV (resumable, idempotent).
     Import(import::ImportArgs),
+    /// Recompute stored costs with the current prices (resumable, idempotent).
+    Reprice(reprice::RepriceArgs),
 }
 
 /// The outcome of a command that ran: success, or a usage that could not be
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args, cli.prices.as_ref()),
         Command::Report(args) => report::run(args),
         Command::Import(args) => import::run(args, cli.prices.as_ref()),
+        Command::Reprice(args) => reprice::run(args, cli.prices.as_ref()),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

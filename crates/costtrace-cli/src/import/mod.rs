@@ -21,10 +21,9 @@ use costtrace_pricing::Catalogue;
 use costtrace_store::{AnyStore, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::serve::StoreArgs;
-use crate::{Outcome, exit, load_catalogue, runtime};
+use crate::{Outcome, checkpoint, exit, load_catalogue, runtime};
 
 /// The `price_version` of a cost that came with the record.
 pub(crate) const REPORTED: &str = "reported";
@@ -182,7 +181,7 @@ pub(crate) fn run(args: &ImportArgs, prices: Option<&PathBuf>) -> anyhow::Result
         p.push(".costtrace-import");
         PathBuf::from(p)
     });
-    let mut cp = match read_checkpoint(&checkpoint_path)? {
+    let mut cp = match checkpoint::load::<Checkpoint>(&checkpoint_path)? {
         Some(cp) if !args.restart && cp.fingerprint == fingerprint && cp.offset <= len => {
             eprintln!(
                 "costtrace: resuming {} at line {} ({} records already imported; --restart to start over)",
@@ -257,7 +256,7 @@ pub(crate) fn run(args: &ImportArgs, prices: Option<&PathBuf>) -> anyhow::Result
                 (cp.offset, cp.line) = (pending.0, pending.1);
                 cp.bad += pending.2;
                 pending.2 = 0;
-                save_checkpoint(&checkpoint_path, &cp)?;
+                checkpoint::save(&checkpoint_path, &cp)?;
                 bar.set_position(cp.offset);
                 bar.set_message(format!("{} records", cp.records));
                 batches += 1;
@@ -298,13 +297,7 @@ pub(crate) fn run(args: &ImportArgs, prices: Option<&PathBuf>) -> anyhow::Result
             cp.records, cp.new, cp.bad
         )?;
     }
-    match std::fs::remove_file(&checkpoint_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("removing {}", checkpoint_path.display()));
-        }
-    }
+    checkpoint::remove(&checkpoint_path)?;
     Ok(if cp.bad > 0 {
         Outcome::SkippedLines
     } else {
@@ -374,24 +367,5 @@ fn fingerprint(file: &mut File) -> std::io::Result<String> {
         .take(FINGERPRINT_BYTES)
         .read_to_end(&mut head)?;
     file.seek(SeekFrom::Start(0))?;
-    let digest = Sha256::digest(&head);
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn read_checkpoint(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(serde_json::from_str(&text).ok()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// Writes the checkpoint atomically (temp file, then rename).
-fn save_checkpoint(path: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, serde_json::to_vec(cp)?)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing the checkpoint {}", path.display()))
+    Ok(checkpoint::sha256_hex(&head))
 }
