@@ -483,6 +483,18 @@ fn doc_and_entity_pages(s: &Session<'_>, server: &Server, ex: &Expected) {
     assert_eq!(cell(s, "#by-service", "llm:gpt-4o", 1), "$2.10");
     s.screenshot("11-document");
 
+    // Usage outside any request: per-service unpriced counts are incomplete,
+    // and the page says so instead of showing $0.
+    s.goto(&server.url(&format!("#/docs/{ORPHAN_DOC}")));
+    s.wait_text("#doc-unpriced", "1 unpriced");
+    s.wait_text("#doc-total", "unpriced");
+    let unpriced_service = format!("llm:{UNPRICED_MODEL}");
+    assert_eq!(cell(s, "#by-service", &unpriced_service, 1), "unpriced?");
+    assert!(
+        s.text("#services-partial")
+            .contains("Unpriced usage in total: 1")
+    );
+
     let count = ex
         .requests
         .values()
@@ -494,6 +506,14 @@ fn doc_and_entity_pages(s: &Session<'_>, server: &Server, ex: &Expected) {
     s.wait_text("#entity-unpriced", &format!("{unpriced} unpriced"));
     s.wait_text("#entity-request-total", &format!("({count})"));
     s.wait_text("#entity-requests", &count.to_string());
+    // All of initech's unpriced usage is the self-hosted model: that service
+    // reads "unpriced" with its count, not $0.
+    let unpriced_service = format!("llm:{UNPRICED_MODEL}");
+    assert_eq!(cell(s, "#by-service", &unpriced_service, 1), "unpriced");
+    assert_eq!(
+        cell(s, "#by-service", &unpriced_service, 3),
+        format!("{unpriced} unpriced")
+    );
     assert_eq!(
         rows(s, "#requests-table tbody tr", "data-request-id").len(),
         count

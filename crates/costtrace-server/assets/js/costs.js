@@ -61,8 +61,8 @@ export async function costPage(gen, kind, id, params) {
   const [cost, list, all] = await Promise.all([
     api('/api/' + kind + '/' + encodeURIComponent(id) + '/cost'),
     api('/api/requests' + qs({ [conf.field]: id, page, page_size: pageSize })),
-    // Unpriced counts per service need every request; documents are small.
-    kind === 'docs' ? api('/api/requests' + qs({ doc_id: id, page_size: 1000 })) : Promise.resolve(null),
+    // Unpriced counts per service come from the requests (up to the API's 1,000).
+    api('/api/requests' + qs({ [conf.field]: id, page_size: 1000 })),
   ]);
   if (gen !== state.generation) return;
   const go = (p) => {
@@ -72,8 +72,7 @@ export async function costPage(gen, kind, id, params) {
     h('h1', {}, conf.title + ' ', h('span', { class: 'mono', id: conf.prefix + '-id', text: id })),
     costCards(cost, conf.prefix),
     h('section', { class: 'panel' }, h('h2', { text: 'Cost by service' }),
-      serviceTable(serviceRows(cost, all ? all.requests : [])),
-      all ? null : h('p', { class: 'muted', text: 'Unpriced usage in total: ' + int(cost.unpriced_count) + ' (per service on each request).' })),
+      serviceTable(serviceRows(cost, all.requests))),
     h('section', { class: 'panel' }, h('h2', {}, 'Requests ', h('span', { class: 'muted', id: conf.prefix + '-request-total', text: '(' + int(list.total) + ')' }),
       ' ', link('#/requests' + qs({ [conf.field]: id }), 'open in explorer')),
     list.requests.length ? requestsTable(list.requests, conf.opts) : h('div', { class: 'empty', text: 'No request records; the cost above comes from usage linked to this ' + conf.title.toLowerCase() + '.' }),

@@ -67,7 +67,12 @@ export function pager(total, page, pageSize, go) {
     h('button', { type: 'button', id: 'next', disabled: page >= pages, onclick: () => go(page + 1), text: 'Next →' }));
 }
 
-/** Per service: priced dollars from the cost view, unpriced counts from the requests. */
+/**
+ * Per service: priced dollars from the cost view, unpriced counts summed from
+ * the requests' services_used. When those do not add up to the view's
+ * unpriced_count (more than 1,000 requests, or usage outside any request),
+ * the per-service counts are lower bounds and `complete` is false.
+ */
 export function serviceRows(cost, requests) {
   const unpriced = new Map();
   for (const r of requests) {
@@ -76,29 +81,39 @@ export function serviceRows(cost, requests) {
       unpriced.set(s.service_type, (unpriced.get(s.service_type) || 0) + n);
     }
   }
+  let seen = 0;
+  for (const n of unpriced.values()) seen += n;
   const rows = Object.entries(cost.breakdown_by_service || {}).map(([k, v]) => ({
-    key: k, total_cost_usd: v, unpriced_count: unpriced.get(k) || 0, record_count: null,
+    key: k, total_cost_usd: v, unpriced_count: unpriced.get(k) || 0,
   }));
   for (const [k, n] of unpriced) {
-    if (!rows.some((r) => r.key === k)) rows.push({ key: k, total_cost_usd: 0, unpriced_count: n, record_count: null });
+    if (!rows.some((r) => r.key === k)) rows.push({ key: k, total_cost_usd: 0, unpriced_count: n });
   }
   rows.sort((a, b) => b.total_cost_usd - a.total_cost_usd || a.key.localeCompare(b.key));
-  return rows;
+  return { rows, complete: seen === cost.unpriced_count, unpriced: cost.unpriced_count };
 }
 
-export function serviceTable(rows) {
+/** The service table; with incomplete counts a $0 service reads "unpriced?" and counts are "≥ n". */
+export function serviceTable({ rows, complete, unpriced }) {
   const max = Math.max(0, ...rows.map((r) => r.total_cost_usd));
-  return h('table', { id: 'by-service' },
-    h('thead', {}, h('tr', {}, h('th', { text: 'service' }), h('th', { class: 'num', text: 'cost' }),
-      h('th', { text: '' }), h('th', { class: 'num', text: 'unpriced' }))),
-    h('tbody', {}, rows.map((r) => {
-      const bar = h('div', { class: 'bar' }, h('span'));
-      bar.firstChild.style.width = (max > 0 ? (100 * r.total_cost_usd) / max : 0).toFixed(1) + '%';
-      return h('tr', { 'data-key': r.key }, h('td', { class: 'mono', text: r.key }),
-        h('td', { class: 'num' }, r.total_cost_usd === 0 && r.unpriced_count > 0
-          ? h('span', { class: 'unpriced', text: 'unpriced' }) : h('span', { class: 'usd', text: usd(r.total_cost_usd) })),
-        h('td', { class: 'share' }, bar), h('td', { class: 'num' }, unpricedBadge(r.unpriced_count)));
-    })));
+  const cost = (r) => {
+    if (r.total_cost_usd !== 0) return h('span', { class: 'usd', text: usd(r.total_cost_usd) });
+    if (r.unpriced_count > 0) return h('span', { class: 'unpriced', text: 'unpriced' });
+    return complete ? h('span', { class: 'usd', text: usd(0) }) : h('span', { class: 'unpriced', text: 'unpriced?' });
+  };
+  const count = (n) => (complete ? unpricedBadge(n) : h('span', { class: 'unpriced', text: '≥ ' + int(n) + ' unpriced' }));
+  return h('div', {},
+    h('table', { id: 'by-service' },
+      h('thead', {}, h('tr', {}, h('th', { text: 'service' }), h('th', { class: 'num', text: 'cost' }),
+        h('th', { text: '' }), h('th', { class: 'num', text: 'unpriced' }))),
+      h('tbody', {}, rows.map((r) => {
+        const bar = h('div', { class: 'bar' }, h('span'));
+        bar.firstChild.style.width = (max > 0 ? (100 * r.total_cost_usd) / max : 0).toFixed(1) + '%';
+        return h('tr', { 'data-key': r.key }, h('td', { class: 'mono', text: r.key }),
+          h('td', { class: 'num' }, cost(r)), h('td', { class: 'share' }, bar), h('td', { class: 'num' }, count(r.unpriced_count)));
+      }))),
+    complete ? null : h('p', { class: 'muted', id: 'services-partial',
+      text: 'Unpriced usage in total: ' + int(unpriced) + '. Per service, only what the first 1,000 requests show is counted.' }));
 }
 
 export function costCards(cost, prefix) {

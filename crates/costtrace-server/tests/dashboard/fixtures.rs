@@ -18,6 +18,8 @@ pub const BIG_DOC: &str = "doc_annual_report";
 pub const LIVE_TASK: &str = "task_live_ingest";
 pub const LIVE_REQUEST: &str = "req_live_1";
 pub const UNPRICED_MODEL: &str = "summarizer-v2";
+/// A document whose only usage belongs to no recorded request.
+pub const ORPHAN_DOC: &str = "doc_orphan_scan";
 /// A request whose only usage is unpriced.
 pub const SELFHOSTED_REQUEST: &str = "req_selfhosted";
 
@@ -329,6 +331,19 @@ pub fn build(now_us: i64) -> Fixtures {
     };
     f.request(&r);
     f.usage(&r, 800_000, Use::Llm("inhouse", UNPRICED_MODEL, 3_000, 250));
+    // Usage of a document recorded outside any request (a background scan):
+    // the document's cost view counts it, no request lists it.
+    let r = Req {
+        id: "req_never_recorded",
+        ts: base - 30 * HOUR_US,
+        entity: "acme_corp",
+        task: None,
+        doc: Some(ORPHAN_DOC),
+        operation: "scan",
+        task_type: "background",
+        status: Some(200),
+    };
+    f.usage(&r, 0, Use::Llm("inhouse", UNPRICED_MODEL, 1_000, 50));
     // Still running: globex's upload has processed 10 pages so far ($0.20).
     let r = live_request(now_us);
     f.request(&r);
