@@ -33,6 +33,20 @@ use webdriver::{Driver, Session, http};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+async fn create_keys(store: &AnyStore) -> (String, String) {
+    let admin = generate_key().unwrap();
+    store
+        .create_api_key(&hash_key(&admin), None, "admin")
+        .await
+        .unwrap();
+    let tenant = generate_key().unwrap();
+    store
+        .create_api_key(&hash_key(&tenant), Some("globex"), "globex")
+        .await
+        .unwrap();
+    (admin, tenant)
+}
+
 /// The server under test plus what keeps it alive.
 struct Server {
     addr: String,
@@ -43,24 +57,21 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Server {
+    /// With `keys`, an admin key and a key of tenant `globex` (so every
+    /// request needs one); without, local mode (no key at all).
+    fn start(keys: bool) -> Server {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("dashboard.db").display());
         let (addr, admin, tenant) = rt.block_on(async {
             let store = AnyStore::open(&url).await.unwrap();
-            let admin = generate_key().unwrap();
-            store
-                .create_api_key(&hash_key(&admin), None, "admin")
-                .await
-                .unwrap();
-            let tenant = generate_key().unwrap();
-            store
-                .create_api_key(&hash_key(&tenant), Some("globex"), "globex")
-                .await
-                .unwrap();
+            let (admin, tenant) = if keys {
+                create_keys(&store).await
+            } else {
+                (String::new(), String::new())
+            };
             let auth = AuthMode::detect(&store).await.unwrap();
-            assert_eq!(auth, AuthMode::Keys);
+            assert_eq!(auth == AuthMode::Keys, keys);
             let state = AppState::new(store, Catalogue::bundled(), auth);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
@@ -89,17 +100,12 @@ impl Server {
 
     fn ingest(&self, records: &[Value]) {
         let auth = format!("Bearer {}", self.admin);
+        let mut headers = vec![("Content-Type", "application/json")];
+        if !self.admin.is_empty() {
+            headers.push(("Authorization", &auth));
+        }
         let body = serde_json::to_vec(records).unwrap();
-        let (status, _, text) = http(
-            &self.addr,
-            "POST",
-            "/api/ingest",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            &body,
-        );
+        let (status, _, text) = http(&self.addr, "POST", "/api/ingest", &headers, &body);
         assert_eq!(status, 200, "{text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["accepted"], records.len(), "{v}");
@@ -112,12 +118,15 @@ fn skipped(why: &str) {
         .write_all(format!("SKIPPED: dashboard browser test ({why})\n").as_bytes());
 }
 
+/// `<target>/dashboard-screenshots`, emptied so that no stale picture remains.
 fn screenshots_dir() -> PathBuf {
-    // tests run with the package as working directory; target/ is the workspace's.
+    // Tests run in the package directory; target/ is the workspace's.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("dashboard-screenshots")
+    let dir = target.join("dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// Severe browser log entries, minus the ones a step expects (e.g. the 401 of a wrong key).
@@ -196,7 +205,7 @@ fn dashboard_in_headless_chromium() {
         skipped("install Debian's chromium and chromium-driver");
         return;
     }
-    let server = Server::start();
+    let server = Server::start(true);
     let now = Timestamp::now().as_micros();
     let fx = build(now);
     server.ingest(&fx.records);
@@ -265,6 +274,16 @@ fn dashboard_in_headless_chromium() {
     task_pages(&s, &server, now);
     doc_and_entity_pages(&s, &server, ex);
     tenant_key(&s, &server, ex);
+
+    // Local mode (no keys in the store): no key form, everything visible.
+    let local = Server::start(false);
+    local.ingest(&fx.records);
+    s.goto(&local.url(""));
+    s.wait_text("#total-spend", &usd(ex.total_nanos));
+    s.wait_text("#auth-state", "local mode (no key needed)");
+    s.screenshot("15-local-mode");
+    assert_clean(&s, "local mode");
+    local.rt.shutdown_background();
 
     drop(s);
     drop(driver);
