@@ -36,6 +36,7 @@
 //! ```
 
 mod common;
+mod cursor;
 mod postgres;
 mod sqlite;
 mod types;
@@ -43,6 +44,7 @@ mod types;
 use std::future::Future;
 
 pub use costtrace_core::{Record, RequestRecord, Timestamp};
+pub use cursor::RecordCursor;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use types::{
@@ -187,6 +189,23 @@ pub trait Store: Send + Sync {
         catalogue: &costtrace_pricing::Catalogue,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// The position after every usage and request record stored so far:
+    /// [`Store::records_after`] from it returns only what is stored later.
+    fn record_cursor_end(&self) -> impl Future<Output = Result<RecordCursor, StoreError>> + Send;
+
+    /// Usage and request records stored after `cursor` (up to `limit` of
+    /// each kind, each kind in the order it was stored), and the cursor to
+    /// continue from. Start at [`RecordCursor::default`] for everything or
+    /// at [`Store::record_cursor_end`] for what comes next. A request comes
+    /// again each time it is written (started, ended, replayed). Rows of
+    /// transactions that commit late are not skipped (see the `cursor`
+    /// module docs); archived rows are not returned.
+    fn records_after(
+        &self,
+        cursor: RecordCursor,
+        limit: u32,
+    ) -> impl Future<Output = Result<(Vec<Record>, RecordCursor), StoreError>> + Send;
+
     /// Stores a new API key (only its hash); `tenant` `None` is an admin key.
     fn create_api_key(
         &self,
@@ -329,6 +348,16 @@ impl Store for AnyStore {
         catalogue: &costtrace_pricing::Catalogue,
     ) -> Result<u64, StoreError> {
         delegate!(self, s => s.reprice(from, to, catalogue))
+    }
+    async fn record_cursor_end(&self) -> Result<RecordCursor, StoreError> {
+        delegate!(self, s => s.record_cursor_end())
+    }
+    async fn records_after(
+        &self,
+        cursor: RecordCursor,
+        limit: u32,
+    ) -> Result<(Vec<Record>, RecordCursor), StoreError> {
+        delegate!(self, s => s.records_after(cursor, limit))
     }
     async fn create_api_key(
         &self,

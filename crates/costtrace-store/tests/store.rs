@@ -10,11 +10,14 @@ mod costs;
 mod maintenance;
 #[path = "store/requests.rs"]
 mod requests;
+#[path = "store/tail.rs"]
+mod tail;
 
 use common::*;
 use costs::*;
 use maintenance::*;
 use requests::*;
+use tail::*;
 
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -52,7 +55,53 @@ suite!(
     reprice_fixes_wrong_costs_and_keeps_reported,
     api_keys_crud,
     unknown_ids_are_none,
+    records_after_follows_what_is_stored,
 );
+
+/// PostgreSQL sequences are not commit-ordered: a transaction that took an
+/// earlier sequence number but commits later must still be followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_late_commits_are_not_missed() {
+    use costtrace_store::Store;
+    let Some((store, url)) = pg_store_with_url().await else {
+        return;
+    };
+    let connect = || async {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c
+    };
+    let (early, late) = (connect().await, connect().await);
+    let end = store.record_cursor_end().await.unwrap();
+    let insert = |id: &str| {
+        format!(
+            "INSERT INTO usage (id, ts, env, tier, partial, service_type)
+             VALUES ('{id}', 0, 0, 0, false, 'x')"
+        )
+    };
+    let (a, b) = (
+        "0194e0a0-0000-7000-8000-00000000000a",
+        "0194e0a0-0000-7000-8000-00000000000b",
+    );
+    // `early` takes its sequence number first but commits last.
+    early
+        .batch_execute(&format!("BEGIN; {}", insert(a)))
+        .await
+        .unwrap();
+    late.batch_execute(&format!("BEGIN; {}; COMMIT", insert(b)))
+        .await
+        .unwrap();
+    let (seen, cursor) = store.records_after(end, 100).await.unwrap();
+    assert!(seen.is_empty(), "read past a running transaction: {seen:?}");
+    assert_eq!(cursor, end);
+    early.batch_execute("COMMIT").await.unwrap();
+    let (seen, cursor) = store.records_after(end, 100).await.unwrap();
+    let ids: Vec<String> = seen.iter().map(costtrace_core::Record::key).collect();
+    assert_eq!(ids, [a, b]);
+    assert!(store.records_after(cursor, 100).await.unwrap().0.is_empty());
+}
 
 #[test]
 fn postgres_suite_status() {

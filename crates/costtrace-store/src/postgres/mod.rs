@@ -6,6 +6,7 @@
 //! versioned SQL files in `migrations/`, applied under an advisory lock.
 
 mod read;
+mod tail;
 mod write;
 
 use std::fmt;
@@ -16,12 +17,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use crate::{
-    ApiKeyInfo, ArchiveStats, CostView, GroupBy, Page, RequestEnd, RequestFilter, RequestView,
-    Store, StoreError, SummaryRow, TenantScope,
+    ApiKeyInfo, ArchiveStats, CostView, GroupBy, Page, RecordCursor, RequestEnd, RequestFilter,
+    RequestView, Store, StoreError, SummaryRow, TenantScope,
 };
 
 /// Versioned migrations, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/001_init.sql")),
+    (2, include_str!("migrations/002_ingest_order.sql")),
+];
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;
@@ -224,6 +228,18 @@ impl Store for PgStore {
         catalogue: &costtrace_pricing::Catalogue,
     ) -> Result<u64, StoreError> {
         write::reprice(self, from, to, catalogue).await
+    }
+
+    async fn record_cursor_end(&self) -> Result<RecordCursor, StoreError> {
+        tail::cursor_end(self).await
+    }
+
+    async fn records_after(
+        &self,
+        cursor: RecordCursor,
+        limit: u32,
+    ) -> Result<(Vec<Record>, RecordCursor), StoreError> {
+        tail::records_after(self, cursor, i64::from(limit)).await
     }
 
     async fn create_api_key(

@@ -10,10 +10,13 @@ use super::PgStore;
 use crate::common::{self, Extent, GroupCost, UsageLine};
 use crate::{CostView, GroupBy, RequestFilter, RequestView, StoreError, SummaryRow, TenantScope};
 
-const REQUEST_SELECT: &str = "SELECT request_id, ts, task_id, doc_id, entity_id, operation_type,
-    task_type, endpoint, method, status_code, processing_time_ms, error_message FROM requests";
+/// Columns 0–11 are what [`request_row`] reads; 12–14 (`env`, ingest
+/// position) are for following the store.
+pub(crate) const REQUEST_SELECT: &str = "SELECT request_id, ts, task_id, doc_id, entity_id,
+    operation_type, task_type, endpoint, method, status_code, processing_time_ms, error_message,
+    env, ingest_xid::text, ingest_seq FROM requests";
 
-fn request_row(r: &Row) -> RequestView {
+pub(crate) fn request_row(r: &Row) -> RequestView {
     RequestView {
         request_id: r.get(0),
         timestamp: Timestamp(r.get(1)),

@@ -117,15 +117,21 @@ pub(crate) async fn insert_records(store: &PgStore, records: &[Record]) -> Resul
         w.finish().await?;
         new += tx
             .execute(
-                "INSERT INTO usage SELECT * FROM usage_stage WHERE ts >= $1
-                 ON CONFLICT (id) DO NOTHING",
+                // Columns named: the staging table has no defaults for the
+                // ingest order columns (migration 2).
+                &format!(
+                    "INSERT INTO usage ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS} FROM usage_stage
+                     WHERE ts >= $1 ON CONFLICT (id) DO NOTHING"
+                ),
                 &[&watermark],
             )
             .await?;
         new += tx
             .execute(
-                "INSERT INTO usage_archive SELECT * FROM usage_stage WHERE ts < $1
-                 ON CONFLICT (id) DO NOTHING",
+                &format!(
+                    "INSERT INTO usage_archive ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
+                     FROM usage_stage WHERE ts < $1 ON CONFLICT (id) DO NOTHING"
+                ),
                 &[&watermark],
             )
             .await?;
@@ -182,7 +188,9 @@ const REQUEST_MERGE: &str = "ON CONFLICT (request_id) DO UPDATE SET
     env = EXCLUDED.env,
     endpoint = COALESCE(r.endpoint, EXCLUDED.endpoint),
     method = COALESCE(r.method, EXCLUDED.method),
-    error_message = COALESCE(EXCLUDED.error_message, r.error_message)
+    error_message = COALESCE(EXCLUDED.error_message, r.error_message),
+    ingest_xid = pg_current_xact_id(),
+    ingest_seq = nextval('record_ingest_seq')
     RETURNING (xmax = 0)";
 
 /// Upserts requests with distinct ids in one statement per table (arrays
@@ -299,7 +307,8 @@ pub(crate) async fn end_request(
         .execute(
             "UPDATE requests SET status_code = COALESCE($2, status_code),
                  processing_time_ms = COALESCE($3, processing_time_ms),
-                 error_message = COALESCE($4, error_message), doc_id = COALESCE($5, doc_id)
+                 error_message = COALESCE($4, error_message), doc_id = COALESCE($5, doc_id),
+                 ingest_xid = pg_current_xact_id(), ingest_seq = nextval('record_ingest_seq')
              WHERE request_id = $1",
             &[
                 &id,

@@ -6,6 +6,7 @@
 //! A `:memory:` database has a single connection for both.
 
 mod read;
+mod tail;
 mod write;
 
 use std::collections::HashMap;
@@ -17,12 +18,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::common;
 use crate::{
-    ApiKeyInfo, ArchiveStats, CostView, GroupBy, Page, RequestEnd, RequestFilter, RequestView,
-    Store, StoreError, SummaryRow, TenantScope,
+    ApiKeyInfo, ArchiveStats, CostView, GroupBy, Page, RecordCursor, RequestEnd, RequestFilter,
+    RequestView, Store, StoreError, SummaryRow, TenantScope,
 };
 
 /// Versioned migrations; `PRAGMA user_version` records the applied one.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/001_init.sql")),
+    (2, include_str!("migrations/002_ingest_order.sql")),
+];
 
 /// How many idle read connections are kept.
 const MAX_IDLE_READERS: usize = 4;
@@ -360,6 +364,19 @@ impl Store for SqliteStore {
             }
         }
         Ok(changed)
+    }
+
+    async fn record_cursor_end(&self) -> Result<RecordCursor, StoreError> {
+        self.read(tail::cursor_end).await
+    }
+
+    async fn records_after(
+        &self,
+        cursor: RecordCursor,
+        limit: u32,
+    ) -> Result<(Vec<Record>, RecordCursor), StoreError> {
+        self.read(move |c| tail::records_after(c, cursor, i64::from(limit)))
+            .await
     }
 
     async fn create_api_key(

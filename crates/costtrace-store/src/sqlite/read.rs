@@ -32,8 +32,11 @@ fn get_u64(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
     Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
 }
 
-const REQUEST_SELECT: &str = "SELECT r.request_k, rn.name, r.ts, t.name, d.name, e.name, o.name,
-        tt.name, r.endpoint, r.method, r.status_code, r.processing_time_ms, r.error_message
+/// Columns 0–12 are what [`request_row`] reads; 13 and 14 (`env`, `rev`)
+/// are for following the store.
+pub(crate) const REQUEST_SELECT: &str = "SELECT r.request_k, rn.name, r.ts, t.name, d.name,
+        e.name, o.name, tt.name, r.endpoint, r.method, r.status_code, r.processing_time_ms,
+        r.error_message, r.env, r.rev
     FROM requests r
     JOIN names rn ON rn.id = r.request_k
     LEFT JOIN names t ON t.id = r.task_k
@@ -42,7 +45,7 @@ const REQUEST_SELECT: &str = "SELECT r.request_k, rn.name, r.ts, t.name, d.name,
     LEFT JOIN names o ON o.id = r.operation_k
     LEFT JOIN names tt ON tt.id = r.task_type_k";
 
-fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, RequestView)> {
+pub(crate) fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, RequestView)> {
     Ok((
         r.get(0)?,
         RequestView {

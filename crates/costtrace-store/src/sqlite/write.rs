@@ -234,6 +234,7 @@ fn upsert_request(
             "SELECT EXISTS (SELECT 1 FROM {table} WHERE request_k = ?1)"
         ))?
         .query_row([key], |row| row.get(0))?;
+    let rev = next_request_rev(conn)?;
     let task = opt_name(conn, names, r.task_id.as_deref())?;
     let doc = opt_name(conn, names, r.doc_id.as_deref())?;
     let entity = opt_name(conn, names, r.entity_id.as_deref())?;
@@ -253,6 +254,7 @@ fn upsert_request(
         r.endpoint,
         r.method,
         r.error_message,
+        rev,
     ];
     if exists {
         conn.prepare_cached(&format!(
@@ -261,19 +263,29 @@ fn upsert_request(
              task_type_k = COALESCE(task_type_k, ?7), status_code = COALESCE(?8, status_code),
              processing_time_ms = COALESCE(?9, processing_time_ms), env = ?10,
              endpoint = COALESCE(endpoint, ?11), method = COALESCE(method, ?12),
-             error_message = COALESCE(?13, error_message), ts = MIN(ts, ?2)
+             error_message = COALESCE(?13, error_message), ts = MIN(ts, ?2), rev = ?14
              WHERE request_k = ?1"
         ))?
         .execute(p)?;
     } else {
         conn.prepare_cached(&format!(
             "INSERT INTO {table} (request_k, ts, task_k, doc_k, entity_k, operation_k, task_type_k,
-             status_code, processing_time_ms, env, endpoint, method, error_message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+             status_code, processing_time_ms, env, endpoint, method, error_message, rev)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
         ))?
         .execute(p)?;
     }
     Ok(!exists)
+}
+
+/// The next request revision (see migration 2): requests are followed by
+/// the revision of their last write.
+fn next_request_rev(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE meta SET value = value + 1 WHERE key = 'request_rev' RETURNING value",
+        )?
+        .query_row([], |r| r.get(0))?)
 }
 
 pub(crate) fn start_request(w: &mut Writer, r: &RequestRecord) -> Result<(), StoreError> {
@@ -296,11 +308,13 @@ pub(crate) fn end_request(w: &mut Writer, id: &str, end: &RequestEnd) -> Result<
         return Err(StoreError::UnknownRequest(id.to_owned()));
     };
     let doc = opt_name(&tx, names, end.doc_id.as_deref())?;
+    let rev = next_request_rev(&tx)?;
     let n = tx
         .prepare_cached(
             "UPDATE requests SET status_code = COALESCE(?2, status_code),
              processing_time_ms = COALESCE(?3, processing_time_ms),
-             error_message = COALESCE(?4, error_message), doc_k = COALESCE(?5, doc_k)
+             error_message = COALESCE(?4, error_message), doc_k = COALESCE(?5, doc_k),
+             rev = ?6
              WHERE request_k = ?1",
         )?
         .execute(params![
@@ -308,7 +322,8 @@ pub(crate) fn end_request(w: &mut Writer, id: &str, end: &RequestEnd) -> Result<
             end.status_code,
             end.processing_time_ms,
             end.error_message,
-            doc
+            doc,
+            rev
         ])?;
     if n == 0 {
         return Err(StoreError::UnknownRequest(id.to_owned()));

@@ -22,6 +22,11 @@ pub async fn sqlite_store() -> (AnyStore, tempfile::TempDir) {
 
 /// A PostgreSQL store in a fresh schema, or `None` when [`PG_ENV`] is unset.
 pub async fn pg_store() -> Option<AnyStore> {
+    pg_store_with_url().await.map(|(s, _)| s)
+}
+
+/// [`pg_store`] and the URL that reaches its schema.
+pub async fn pg_store_with_url() -> Option<(AnyStore, String)> {
     let url = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty())?;
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -34,7 +39,7 @@ pub async fn pg_store() -> Option<AnyStore> {
         .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options=-csearch_path%3D{schema}");
-    Some(AnyStore::open(&scoped).await.unwrap())
+    Some((AnyStore::open(&scoped).await.unwrap(), scoped))
 }
 
 /// Says (outside the test harness's capture, so CI logs show it) that the

@@ -1,0 +1,113 @@
+//! Following the PostgreSQL store by `(ingest_xid, ingest_seq)`, only over
+//! transactions older than every running one (see `crate::cursor`).
+
+use costtrace_core::Record;
+
+use super::PgStore;
+use super::read::{REQUEST_SELECT, request_row};
+use crate::StoreError;
+use crate::cursor::{RecordCursor, UsageRow, request_record};
+
+/// Rows of finished transactions only: nothing can commit behind them.
+const SETTLED: &str = "(ingest_xid, ingest_seq) > ($1::text::xid8, $2)
+    AND ingest_xid < pg_snapshot_xmin(pg_current_snapshot())";
+
+fn xid(text: &str) -> Result<i64, StoreError> {
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("transaction id {text:?}: {e}")))
+}
+
+pub(crate) async fn cursor_end(store: &PgStore) -> Result<RecordCursor, StoreError> {
+    let c = store.conn().await?;
+    let row = c
+        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+        .await?;
+    // Every transaction before the oldest running one is done: past them.
+    Ok(RecordCursor {
+        a: xid(row.get(0))? - 1,
+        b: i64::MAX,
+    })
+}
+
+pub(crate) async fn records_after(
+    store: &PgStore,
+    cursor: RecordCursor,
+    limit: i64,
+) -> Result<(Vec<Record>, RecordCursor), StoreError> {
+    let c = store.conn().await?;
+    let from = cursor.a.to_string();
+    let usage = c
+        .query(
+            &format!(
+                "SELECT ingest_xid::text, ingest_seq, id, ts, request_id, task_id, doc_id,
+                        entity_id, provider, model, service_type, operation, cost_nanos,
+                        price_version, input_tokens, output_tokens, cache_read_tokens,
+                        cache_write_tokens, reasoning_tokens, env, tier, partial, scope_id,
+                        duration_ms, units::text, unpriced_reason, error_message, attrs::text
+                 FROM usage WHERE {SETTLED}
+                 ORDER BY ingest_xid, ingest_seq LIMIT $3"
+            ),
+            &[&from, &cursor.b, &limit],
+        )
+        .await?;
+    let requests = c
+        .query(
+            &format!("{REQUEST_SELECT} WHERE {SETTLED} ORDER BY ingest_xid, ingest_seq LIMIT $3"),
+            &[&from, &cursor.b, &limit],
+        )
+        .await?;
+    // Both kinds share one cursor: merge by position, and when a kind was
+    // cut at `limit`, stop at its last row so nothing after it is skipped.
+    let mut items: Vec<((i64, i64), Record)> = Vec::new();
+    let mut stop: Option<(i64, i64)> = None;
+    let full = |n: usize| i64::try_from(n).unwrap_or(i64::MAX) >= limit;
+    for r in &usage {
+        let pos = (xid(r.get(0))?, r.get(1));
+        let u = UsageRow {
+            id: r.get::<_, uuid::Uuid>(2).as_bytes().to_vec(),
+            ts: r.get(3),
+            links: [r.get(4), r.get(5), r.get(6), r.get(7)],
+            dims: [r.get(8), r.get(9), r.get(10), r.get(11)],
+            cost_nanos: r.get(12),
+            price_version: r.get(13),
+            tokens: [r.get(14), r.get(15), r.get(16), r.get(17), r.get(18)],
+            env: i64::from(r.get::<_, i16>(19)),
+            tier: i64::from(r.get::<_, i16>(20)),
+            partial: r.get(21),
+            scope_id: r
+                .get::<_, Option<uuid::Uuid>>(22)
+                .map(|s| s.as_bytes().to_vec()),
+            duration_ms: r.get(23),
+            units: r.get(24),
+            unpriced_reason: r.get(25),
+            error_message: r.get(26),
+            attrs: r.get(27),
+        };
+        items.push((pos, Record::Usage(u.into_record()?)));
+    }
+    if full(usage.len())
+        && let Some((pos, _)) = items.last()
+    {
+        stop = Some(*pos);
+    }
+    let before_requests = items.len();
+    for r in &requests {
+        let pos = (xid(r.get(13))?, r.get(14));
+        let env = i64::from(r.get::<_, i16>(12));
+        items.push((pos, Record::Request(request_record(request_row(r), env))));
+    }
+    if full(requests.len())
+        && let Some((pos, _)) = items.last()
+        && items.len() > before_requests
+    {
+        stop = Some(stop.map_or(*pos, |s| s.min(*pos)));
+    }
+    items.sort_by_key(|(pos, _)| *pos);
+    if let Some(stop) = stop {
+        items.retain(|(pos, _)| *pos <= stop);
+    }
+    let next = items
+        .last()
+        .map_or(cursor, |((a, b), _)| RecordCursor { a: *a, b: *b });
+    Ok((items.into_iter().map(|(_, r)| r).collect(), next))
+}
