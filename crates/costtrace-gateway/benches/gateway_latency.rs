@@ -1,1 +1,220 @@
-fn main() {}
+//! Gateway added latency: an open-loop load generator sends non-streamed
+//! chat completions at a fixed rate to the mock provider, once directly and
+//! once through the gateway, and reports latency percentiles measured from
+//! each request's *intended* send time (so a stall delays every request
+//! scheduled behind it, as it would for real callers: no coordinated
+//! omission).
+//!
+//! ```text
+//! cargo bench -p costtrace-gateway --bench gateway_latency
+//! GATEWAY_BENCH_SECS=10 GATEWAY_BENCH_RATES=1000,5000 cargo bench -p costtrace-gateway --bench gateway_latency
+//! ```
+//!
+//! The mock, the gateway and the load generator each run on their own
+//! runtime (mock and generator on one worker thread each, the gateway on two
+//! workers, as `costtrace gateway` runs; the pacing thread sleeps between
+//! sends); the gateway records every call
+//! through a real recorder (priced, written as JSON lines to /dev/null).
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use costtrace_gateway::{Gateway, GatewayConfig, Upstream};
+use costtrace_providers::mock::MockProvider;
+use costtrace_providers::transport::{HttpsClient, https_client};
+use http_body_util::{BodyExt, Full};
+
+const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"system","content":"You extract receipt totals."},{"role":"user","content":"Corner Market, 2025-03-08: groceries 31.50, household 10.67"}]}"#;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Runs a future-producing setup on a runtime of its own thread, returning
+/// what the setup returned and keeping the runtime alive forever.
+fn spawn_runtime<T: Send + 'static>(
+    workers: usize,
+    setup: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = if workers == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+        }
+        .unwrap();
+        rt.block_on(async move {
+            tx.send(setup().await).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+struct Run {
+    latencies: Vec<u64>,
+    errors: u64,
+    sent: u64,
+}
+
+/// Sends `rate` requests per second for `secs` seconds to `url`, from a
+/// pacing thread that sleeps (and spins the last 100 µs) until each
+/// request's intended time and hands it to the generator runtime.
+fn run(
+    handle: &tokio::runtime::Handle,
+    client: &HttpsClient<Full<Bytes>>,
+    url: &str,
+    rate: u64,
+    secs: u64,
+) -> Run {
+    let total = rate * secs;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut joins = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = start + interval * i as u32;
+        loop {
+            let now = Instant::now();
+            if now >= intended {
+                break;
+            }
+            let left = intended - now;
+            if left > Duration::from_micros(150) {
+                std::thread::sleep(left - Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let (client, url, lat, errors) =
+            (client.clone(), url.to_owned(), lat.clone(), errors.clone());
+        joins.push(handle.spawn(async move {
+            let req = http::Request::post(url)
+                .header("content-type", "application/json")
+                .header("authorization", "Bearer sk-bench-not-a-real-key")
+                .header("x-costtrace-tenant", "bench")
+                .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+                .unwrap();
+            let ok = match client.request(req).await {
+                Ok(resp) => resp.status() == 200 && resp.into_body().collect().await.is_ok(),
+                Err(_) => false,
+            };
+            let took = intended.elapsed().as_nanos() as u64;
+            if ok {
+                lat.lock().unwrap().push(took);
+            } else {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    handle.block_on(async {
+        for j in joins {
+            let _ = j.await;
+        }
+    });
+    let mut latencies = std::mem::take(&mut *lat.lock().unwrap());
+    latencies.sort_unstable();
+    Run {
+        latencies,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        sent: total,
+    }
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let secs: u64 = env_or("GATEWAY_BENCH_SECS", "10").parse().unwrap();
+    let rates: Vec<u64> = env_or("GATEWAY_BENCH_RATES", "1000,5000")
+        .split(',')
+        .map(|r| r.trim().parse().unwrap())
+        .collect();
+
+    let mock: SocketAddr = spawn_runtime(1, || {
+        Box::pin(async {
+            let m = MockProvider::start().await.unwrap();
+            let addr = m.addr();
+            std::mem::forget(m); // serve for the whole run
+            addr
+        })
+    });
+    let gateway: SocketAddr = spawn_runtime(2, move || {
+        Box::pin(async move {
+            let guard = costtrace::Config::new()
+                .sink("jsonl:/dev/null".parse().unwrap())
+                .no_spool()
+                .init()
+                .unwrap();
+            std::mem::forget(guard);
+            let gw = Gateway::new(GatewayConfig::new(vec![
+                Upstream::new("openai", &format!("http://{mock}")).unwrap(),
+            ]))
+            .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(gw.serve(listener));
+            addr
+        })
+    });
+
+    // One worker runs the requests while this thread paces them.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client: HttpsClient<Full<Bytes>> = {
+        let _e = rt.enter();
+        https_client().unwrap()
+    };
+    let direct_url = format!("http://{mock}/v1/chat/completions");
+    let gateway_url = format!("http://{gateway}/openai/v1/chat/completions");
+
+    println!(
+        "gateway added latency, non-streamed chat completion (921-byte response), {secs} s per run, open loop"
+    );
+    println!("| rate (req/s) | path | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | ok | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &rate in &rates {
+        // Warm both paths up (connections, allocator, caches).
+        run(rt.handle(), &client, &direct_url, rate, 1);
+        run(rt.handle(), &client, &gateway_url, rate, 1);
+        let direct = run(rt.handle(), &client, &direct_url, rate, secs);
+        let via = run(rt.handle(), &client, &gateway_url, rate, secs);
+        for (name, r) in [("direct to mock", &direct), ("through gateway", &via)] {
+            println!(
+                "| {rate} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                pct(&r.latencies, 0.50),
+                pct(&r.latencies, 0.99),
+                pct(&r.latencies, 0.999),
+                pct(&r.latencies, 1.0),
+                r.latencies.len(),
+                r.errors
+            );
+            assert_eq!(r.sent, r.latencies.len() as u64 + r.errors);
+        }
+        println!(
+            "| {rate} | **added by gateway** | **{:.0}** | **{:.0}** | {:.0} | | | |",
+            pct(&via.latencies, 0.50) - pct(&direct.latencies, 0.50),
+            pct(&via.latencies, 0.99) - pct(&direct.latencies, 0.99),
+            pct(&via.latencies, 0.999) - pct(&direct.latencies, 0.999),
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! A metered stream of server-sent events.
+
+use std::collections::VecDeque;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::core::{ClientError, chain};
+use crate::meter::{End, Meter};
+use crate::sse::{SseEvent, SseParser};
+
+/// The events of a streamed call, as they arrive. Usage is recorded when the
+/// stream ends; dropped before its end, it is recorded as partial with the
+/// counts seen so far.
+#[derive(Debug)]
+pub struct EventStream {
+    body: Incoming,
+    meter: Meter,
+    parser: SseParser,
+    ready: VecDeque<SseEvent>,
+    ended: bool,
+}
+
+impl EventStream {
+    pub(crate) fn new(body: Incoming, meter: Meter) -> EventStream {
+        EventStream {
+            body,
+            meter,
+            parser: SseParser::default(),
+            ready: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// The next event; `None` at the end of the stream.
+    pub async fn next(&mut self) -> Option<Result<SseEvent, ClientError>> {
+        loop {
+            if let Some(ev) = self.ready.pop_front() {
+                return Some(Ok(ev));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(d) = frame.data_ref() {
+                        self.meter.data(d);
+                        let ready = &mut self.ready;
+                        self.parser.push(d, |ev| ready.push_back(ev));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.ended = true;
+                    let msg = chain(&e);
+                    self.meter.finish(End::Upstream(msg.clone()));
+                    return Some(Err(ClientError::Transport(msg)));
+                }
+                None => {
+                    self.ended = true;
+                    self.meter.finish(End::Complete);
+                }
+            }
+        }
+    }
+}

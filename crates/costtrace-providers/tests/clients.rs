@@ -1,0 +1,236 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The instrumented clients against the mock provider over loopback HTTP.
+
+use std::time::{Duration, Instant};
+
+use costtrace::FutureExt as _;
+use costtrace::UsageRecord;
+use costtrace_providers::client::{
+    AnthropicClient, ChatRequest, ClientError, EmbeddingRequest, Message, MessagesRequest,
+    OpenAiClient,
+};
+use costtrace_providers::mock::MockProvider;
+use serde_json::json;
+
+const OPENAI_KEY: &str = "sk-proj-CLIENTTESTKEY0123456789abcdefghijkl";
+const ANTHROPIC_KEY: &str = "sk-ant-api03-CLIENTTESTKEY0123456789abcdef";
+
+async fn usages(cap: &costtrace::testing::Capture, n: usize) -> Vec<UsageRecord> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let u = cap.usages();
+        if u.len() >= n || Instant::now() > deadline {
+            return u;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn openai_chat_embeddings_and_stream_are_recorded_in_the_scope() {
+    let cap = costtrace::testing::capture();
+    let mock = MockProvider::start().await.unwrap();
+    let client = OpenAiClient::new(&format!("{}/v1", mock.url()), OPENAI_KEY).unwrap();
+    let (text, streamed, dims) = async {
+        let reply = client
+            .chat(&ChatRequest::new("gpt-4o", vec![Message::user("Total?")]))
+            .await
+            .unwrap();
+        let streamed = client
+            .chat_stream(&ChatRequest::new("gpt-4o-mini", vec![Message::user("Hi")]))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let emb = client
+            .embeddings(&EmbeddingRequest::new(
+                "text-embedding-3-small",
+                "The food was delicious",
+            ))
+            .await
+            .unwrap();
+        (
+            reply.choices[0]
+                .message
+                .as_ref()
+                .unwrap()
+                .content
+                .clone()
+                .unwrap(),
+            streamed,
+            emb.data[0].embedding.len(),
+        )
+    }
+    .in_scope(
+        costtrace::scope("receipt")
+            .attr("tenant_id", "acme")
+            .attr("user_id", "u_1"),
+    )
+    .await;
+    assert!(text.starts_with("The receipt totals $42.17"));
+    assert_eq!(streamed, "Hello! How can I assist you today?");
+    assert_eq!(dims, 8);
+
+    let u = usages(&cap, 3).await;
+    assert_eq!(u.len(), 3);
+    let scope = cap.scope("receipt").unwrap();
+    assert!(
+        u.iter()
+            .all(|u| u.scope_id == Some(scope.id) && u.attrs["tenant_id"] == "acme")
+    );
+    assert_eq!(
+        u[0].cost_nanos,
+        Some(176 * 2500 + 1024 * 1250 + 300 * 10_000)
+    );
+    assert_eq!(
+        (u[1].input_tokens, u[1].output_tokens, u[1].partial),
+        (Some(19), Some(9), false)
+    );
+    assert_eq!(u[1].cost_nanos, Some(19 * 150 + 9 * 600));
+    assert_eq!(
+        (u[2].operation.as_deref(), u[2].cost_nanos),
+        (Some("embedding"), Some(160))
+    );
+
+    let seen = mock.requests();
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {OPENAI_KEY}")
+    );
+    assert_eq!(
+        seen[0].json()["user"],
+        "u_1",
+        "the context's user goes to the provider"
+    );
+    assert!(
+        seen[0].json().get("metadata").is_none(),
+        "chat metadata only with store: true"
+    );
+    assert_eq!(seen[1].json()["stream_options"]["include_usage"], true);
+    assert_eq!(seen[2].json()["user"], "u_1");
+    let all = serde_json::to_string(&cap.records()).unwrap();
+    assert!(!all.contains("CLIENTTESTKEY"));
+    assert!(
+        !format!("{client:?}").contains("CLIENTTESTKEY"),
+        "Debug hides the key"
+    );
+}
+
+#[tokio::test]
+async fn responses_pass_through_as_json_with_metadata() {
+    let cap = costtrace::testing::capture();
+    let mock = MockProvider::start().await.unwrap();
+    let client = OpenAiClient::new(&format!("{}/v1", mock.url()), OPENAI_KEY).unwrap();
+    let _ctx = costtrace::with_context([("tenant_id", "acme"), ("user_id", "u_2")]);
+    let v = client
+        .json(
+            "/responses",
+            json!({"model": "o4-mini", "input": "Line items?"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 640);
+    let u = &usages(&cap, 1).await[0];
+    assert_eq!(u.cost_nanos, Some(180 * 1100 + 1920 * 275 + 850 * 4400));
+    assert_eq!(u.attrs["user_id"], "u_2");
+    let sent = mock.requests()[0].json();
+    assert_eq!(
+        sent["metadata"],
+        json!({"tenant_id": "acme", "user_id": "u_2"})
+    );
+}
+
+#[tokio::test]
+async fn errors_are_returned_and_recorded() {
+    let cap = costtrace::testing::capture();
+    let mock = MockProvider::start().await.unwrap();
+    let client = OpenAiClient::new(&format!("{}/v1", mock.url()), OPENAI_KEY)
+        .unwrap()
+        .header("x-mock-fixture", "openai/error_429")
+        .unwrap();
+    let err = client
+        .chat(&ChatRequest::new("gpt-4o", vec![Message::user("x")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(429));
+    assert!(matches!(err, ClientError::Provider(_)));
+    let slow = OpenAiClient::new(&format!("{}/v1", mock.url()), OPENAI_KEY)
+        .unwrap()
+        .header("x-mock-delay-ms", "2000")
+        .unwrap()
+        .timeout(Duration::from_millis(100));
+    let err = slow
+        .embeddings(&EmbeddingRequest::new("text-embedding-3-small", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Timeout(_)), "{err}");
+    let u = usages(&cap, 2).await;
+    assert!(
+        u[0].error_message
+            .as_deref()
+            .unwrap()
+            .starts_with("HTTP 429 rate_limit_exceeded")
+    );
+    assert_eq!(u[0].cost_nanos, None);
+    assert_eq!(u[1].attrs["end"], "timeout");
+}
+
+#[tokio::test]
+async fn anthropic_messages_stream_and_metadata_user_id() {
+    let cap = costtrace::testing::capture();
+    let mock = MockProvider::start().await.unwrap();
+    let client = AnthropicClient::new(&mock.url(), ANTHROPIC_KEY).unwrap();
+    let _ctx = costtrace::with_context([("tenant_id", "acme"), ("user_id", "u_3")]);
+    let m = client
+        .messages(&MessagesRequest::new(
+            "claude-sonnet-4-0",
+            1024,
+            "Renewal clause?",
+        ))
+        .await
+        .unwrap();
+    assert!(m.text().starts_with("The contract's renewal clause"));
+    let mut s = client
+        .messages_stream(&MessagesRequest::new(
+            "claude-3-5-haiku-latest",
+            256,
+            "Merchant?",
+        ))
+        .await
+        .unwrap();
+    let mut events = 0;
+    while let Some(ev) = s.next().await {
+        ev.unwrap();
+        events += 1;
+    }
+    assert_eq!(events, 16);
+    // A stream dropped after its first event: partial, usage so far.
+    let mut cut = client
+        .messages_stream(&MessagesRequest::new(
+            "claude-3-5-haiku-latest",
+            256,
+            "Merchant?",
+        ))
+        .await
+        .unwrap();
+    cut.next().await.unwrap().unwrap();
+    drop(cut);
+
+    let u = usages(&cap, 3).await;
+    assert_eq!(
+        u[0].cost_nanos,
+        Some(21 * 3000 + 2048 * 3750 + 4096 * 300 + 187 * 15_000)
+    );
+    assert_eq!(u[1].cost_nanos, Some(25 * 800 + 1800 * 80 + 15 * 4000));
+    assert!(!u[1].partial);
+    assert!(u[2].partial);
+    assert_eq!(
+        (u[2].input_tokens, u[2].output_tokens),
+        (Some(1825), Some(1))
+    );
+    let seen = mock.requests();
+    assert_eq!(seen[0].headers["x-api-key"], ANTHROPIC_KEY);
+    assert_eq!(seen[0].headers["anthropic-version"], "2023-06-01");
+    assert_eq!(seen[0].json()["metadata"]["user_id"], "u_3");
+}
