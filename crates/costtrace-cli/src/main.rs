@@ -10,6 +10,7 @@ mod prices;
 mod report;
 mod reprice;
 mod serve;
+mod tail;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Recompute stored costs with the current prices (resumable, idempotent).
     Reprice(reprice::RepriceArgs),
+    /// Follow usage and request records as they are stored.
+    Tail(tail::TailArgs),
 }
 
 /// The outcome of a command that ran: success, or a usage that could not be
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Import(args) => import::run(args, cli.prices.as_ref()),
         Command::Reprice(args) => reprice::run(args, cli.prices.as_ref()),
+        Command::Tail(args) => tail::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
