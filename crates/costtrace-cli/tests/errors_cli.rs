@@ -61,3 +61,30 @@ fn unreachable_stores_exit_with_4() {
         );
     }
 }
+
+#[test]
+fn every_store_command_exits_with_4_when_the_store_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r.jsonl");
+    std::fs::write(&file, "").unwrap();
+    let file = file.to_str().unwrap();
+    let url = "postgres://postgres@127.0.0.1:1/costtrace";
+    let commands: [&[&str]; 6] = [
+        &["report"],
+        &["tail"],
+        &["reprice", "--since", "2025-01-01"],
+        &["import", file],
+        &["keys", "list"],
+        &["serve", "--port", "0"],
+    ];
+    for args in commands {
+        let out = common::command()
+            .args(args)
+            .args(["--database-url", url])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("opening the store"), "{args:?}");
+    }
+}
