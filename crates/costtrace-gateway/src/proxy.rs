@@ -213,7 +213,7 @@ impl Inner {
         let resp = match sent {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                let msg = describe_client_error(&e);
+                let msg = costtrace_providers::transport::error_chain(&e);
                 tracing::warn!(upstream = %up.name, error = %msg, "costtrace gateway: upstream request failed");
                 if let Some(mut m) = meter {
                     m.finish(End::Failed(msg.clone()));
@@ -254,17 +254,4 @@ impl Inner {
         copy_headers(&rparts.headers, r.headers_mut());
         r
     }
-}
-
-/// The error and its causes, one line (hyper's top-level message alone is
-/// often just "client error (Connect)").
-fn describe_client_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use costtrace::UsageRecord;
 use costtrace::testing::Capture;
 use costtrace_gateway::{Gateway, GatewayConfig, StaticKeys, Upstream};
-use costtrace_providers::mock::{MockProvider, fixture};
+use costtrace_providers::mock::{MockProvider, fixture, wait_for_usages};
 use http_body_util::{BodyExt, Full};
 
 const OPENAI_KEY: &str = "sk-proj-TESTKEY0123456789abcdefghijklmnop";
@@ -78,17 +77,6 @@ async fn send(req: http::Request<Full<Bytes>>) -> (u16, http::HeaderMap, Result<
     (status, headers, body)
 }
 
-async fn usages(cap: &Capture, n: usize) -> Vec<UsageRecord> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let u = cap.usages();
-        if u.len() >= n || Instant::now() > deadline {
-            return u;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 fn fixture_bytes(name: &str) -> &'static [u8] {
     fixture(name).unwrap().body.as_bytes()
 }
@@ -120,7 +108,7 @@ async fn chat_completion_passes_through_and_is_recorded_with_header_context() {
         "byte for byte"
     );
 
-    let u = usages(&s.cap, 1).await;
+    let u = wait_for_usages(&s.cap, 1).await;
     assert_eq!(u.len(), 1);
     let u = &u[0];
     assert_eq!(u.provider.as_deref(), Some("openai"));
@@ -180,7 +168,7 @@ async fn a_stream_gets_usage_injected_and_streams_unchanged() {
     assert_eq!(seen["stream_options"]["include_usage"], true, "injected");
     assert_eq!(seen["messages"], serde_json::json!([]), "the rest is kept");
 
-    let u = &usages(&s.cap, 1).await[0];
+    let u = &wait_for_usages(&s.cap, 1).await[0];
     assert_eq!((u.input_tokens, u.output_tokens), (Some(19), Some(9)));
     assert_eq!(u.cost_nanos, Some(19 * 150 + 9 * 600));
     assert!(!u.partial);
@@ -226,7 +214,7 @@ async fn streams_are_not_buffered() {
         total >= Duration::from_millis(500),
         "whole stream took {total:?}"
     );
-    let u = &usages(&s.cap, 1).await[0];
+    let u = &wait_for_usages(&s.cap, 1).await[0];
     assert_eq!(
         (u.input_tokens, u.output_tokens, u.cache_read_tokens),
         (Some(1825), Some(15), Some(1800))
@@ -252,7 +240,7 @@ async fn provider_errors_pass_through_and_are_recorded_as_errors() {
     ))
     .await;
     assert_eq!(status, 529);
-    let u = usages(&s.cap, 2).await;
+    let u = wait_for_usages(&s.cap, 2).await;
     let rate = u
         .iter()
         .find(|u| u.provider.as_deref() == Some("openai"))
@@ -287,7 +275,7 @@ async fn an_upstream_cut_stream_is_partial() {
     .await;
     assert_eq!(status, 200);
     assert!(body.is_err(), "the client sees the cut too");
-    let u = &usages(&s.cap, 1).await[0];
+    let u = &wait_for_usages(&s.cap, 1).await[0];
     assert!(u.partial);
     assert_eq!(u.attrs["end"], "upstream_broken");
     assert!(
@@ -312,7 +300,7 @@ async fn a_client_hanging_up_mid_stream_records_usage_so_far() {
     let mut body = resp.into_body();
     let _first = body.frame().await.unwrap().unwrap();
     drop(body);
-    let u = &usages(&s.cap, 1).await[0];
+    let u = &wait_for_usages(&s.cap, 1).await[0];
     assert!(u.partial);
     assert_eq!(u.attrs["end"], "client_gone");
     assert_eq!(u.input_tokens, Some(1825));
@@ -330,7 +318,7 @@ async fn a_slow_upstream_times_out_as_an_error() {
     .await;
     assert_eq!(status, 504);
     assert!(String::from_utf8_lossy(&body.unwrap()).contains("did not answer within 150 ms"));
-    let u = &usages(&s.cap, 1).await[0];
+    let u = &wait_for_usages(&s.cap, 1).await[0];
     assert_eq!(
         u.error_message.as_deref(),
         Some("timeout: no response from the provider within 150 ms")
@@ -362,7 +350,7 @@ async fn an_unreachable_upstream_is_a_502_and_an_error_record() {
     ))
     .await;
     assert_eq!(status, 502);
-    let u = &usages(&cap, 1).await[0];
+    let u = &wait_for_usages(&cap, 1).await[0];
     assert!(
         u.error_message
             .as_deref()
@@ -409,7 +397,7 @@ async fn a_costtrace_key_names_the_tenant() {
     assert_eq!(st, 401);
     let (st, _, _) = send(post(url.clone(), body.clone(), &[])).await;
     assert_eq!(st, 401, "a key is required");
-    let u = usages(&s.cap, 2).await;
+    let u = wait_for_usages(&s.cap, 2).await;
     assert_eq!(u.len(), 2, "rejected calls are not forwarded or recorded");
     assert_eq!(u[0].attrs["tenant_id"], "initech", "the key's tenant wins");
     assert_eq!(

@@ -10,11 +10,10 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use costtrace::UsageRecord;
 use costtrace_gateway::{Gateway, GatewayConfig, Upstream};
-use costtrace_providers::mock::MockProvider;
+use costtrace_providers::mock::{MockProvider, wait_for_usages};
 
 fn skipped(why: &str) {
     let _ = std::io::stderr().write_all(format!("SKIPPED: python_e2e: {why}\n").as_bytes());
@@ -61,17 +60,6 @@ fn python() -> Result<PathBuf, String> {
         Ok(py)
     } else {
         Err("packages still missing after pip install".into())
-    }
-}
-
-async fn usages(cap: &costtrace::testing::Capture, n: usize) -> Vec<UsageRecord> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let u = cap.usages();
-        if u.len() >= n || Instant::now() > deadline {
-            return u;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -138,7 +126,7 @@ async fn official_python_clients_through_the_gateway() {
     assert_eq!(seen["messages_stream"]["output_tokens"], 15);
     assert_eq!(seen["messages_529"]["status"], 529);
 
-    let records = usages(&cap, 10).await;
+    let records = wait_for_usages(&cap, 10).await;
     let by_task = |t: &str| -> UsageRecord {
         let mut m: Vec<_> = records
             .iter()

@@ -287,3 +287,20 @@ async fn handle(
     );
     r
 }
+
+/// Waits (up to 10 s) until `cap` holds at least `n` usage records and
+/// returns them: a call is recorded when its response ends, which a server
+/// may see a moment after the client.
+pub async fn wait_for_usages(
+    cap: &costtrace::testing::Capture,
+    n: usize,
+) -> Vec<costtrace::UsageRecord> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let u = cap.usages();
+        if u.len() >= n || std::time::Instant::now() > deadline {
+            return u;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

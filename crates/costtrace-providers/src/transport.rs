@@ -54,3 +54,16 @@ where
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .build(https))
 }
+
+/// An error and its causes on one line (hyper's top-level message alone is
+/// often just "client error (Connect)").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -1,30 +1,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The instrumented clients against the mock provider over loopback HTTP.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use costtrace::FutureExt as _;
-use costtrace::UsageRecord;
 use costtrace_providers::client::{
     AnthropicClient, ChatRequest, ClientError, EmbeddingRequest, Message, MessagesRequest,
     OpenAiClient,
 };
-use costtrace_providers::mock::MockProvider;
+use costtrace_providers::mock::{MockProvider, wait_for_usages};
 use serde_json::json;
 
 const OPENAI_KEY: &str = "sk-proj-CLIENTTESTKEY0123456789abcdefghijkl";
 const ANTHROPIC_KEY: &str = "sk-ant-api03-CLIENTTESTKEY0123456789abcdef";
-
-async fn usages(cap: &costtrace::testing::Capture, n: usize) -> Vec<UsageRecord> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let u = cap.usages();
-        if u.len() >= n || Instant::now() > deadline {
-            return u;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 #[tokio::test]
 async fn openai_chat_embeddings_and_stream_are_recorded_in_the_scope() {
@@ -72,7 +60,7 @@ async fn openai_chat_embeddings_and_stream_are_recorded_in_the_scope() {
     assert_eq!(streamed, "Hello! How can I assist you today?");
     assert_eq!(dims, 8);
 
-    let u = usages(&cap, 3).await;
+    let u = wait_for_usages(&cap, 3).await;
     assert_eq!(u.len(), 3);
     let scope = cap.scope("receipt").unwrap();
     assert!(
@@ -131,7 +119,7 @@ async fn responses_pass_through_as_json_with_metadata() {
         .await
         .unwrap();
     assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 640);
-    let u = &usages(&cap, 1).await[0];
+    let u = &wait_for_usages(&cap, 1).await[0];
     assert_eq!(u.cost_nanos, Some(180 * 1100 + 1920 * 275 + 850 * 4400));
     assert_eq!(u.attrs["user_id"], "u_2");
     let sent = mock.requests()[0].json();
@@ -165,7 +153,7 @@ async fn errors_are_returned_and_recorded() {
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Timeout(_)), "{err}");
-    let u = usages(&cap, 2).await;
+    let u = wait_for_usages(&cap, 2).await;
     assert!(
         u[0].error_message
             .as_deref()
@@ -217,7 +205,7 @@ async fn anthropic_messages_stream_and_metadata_user_id() {
     cut.next().await.unwrap().unwrap();
     drop(cut);
 
-    let u = usages(&cap, 3).await;
+    let u = wait_for_usages(&cap, 3).await;
     assert_eq!(
         u[0].cost_nanos,
         Some(21 * 3000 + 2048 * 3750 + 4096 * 300 + 187 * 15_000)

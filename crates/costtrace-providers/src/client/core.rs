@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::meter::{End, Meter};
-use crate::transport::{HttpsClient, https_client};
+use crate::transport::{HttpsClient, error_chain as chain, https_client};
 use crate::{Api, Flavor, ProviderError, RequestFacts, prepare_request};
 
 /// A failed call. Provider API keys never appear in it.
@@ -203,17 +203,6 @@ async fn read_all(meter: &mut Meter, mut body: Incoming) -> Result<Vec<u8>, Clie
     }
     meter.finish(End::Complete);
     Ok(out)
-}
-
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// The context's ids to send to the provider: (`user_id`, `tenant_id`).

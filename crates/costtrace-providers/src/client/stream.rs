@@ -5,9 +5,10 @@ use std::collections::VecDeque;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::core::{ClientError, chain};
+use super::core::ClientError;
 use crate::meter::{End, Meter};
 use crate::sse::{SseEvent, SseParser};
+use crate::transport::error_chain as chain;
 
 /// The events of a streamed call, as they arrive. Usage is recorded when the
 /// stream ends; dropped before its end, it is recorded as partial with the
