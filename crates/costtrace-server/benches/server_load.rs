@@ -88,7 +88,9 @@ fn cpu_secs() -> f64 {
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
-    f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
+    f.get(11)
+        .zip(f.get(12))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
 /// One `wrk` run; returns (requests/s, p50 ms, p99 ms, server CPU µs per
@@ -100,7 +102,13 @@ fn wrk(addr: SocketAddr, script: &str, name: &str, secs: u64, conns: u64) -> (f6
     std::fs::write(&path, script).unwrap();
     let cpu0 = cpu_secs();
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency", "-s"])
+        .args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(&path)
         .arg(format!("http://{addr}"))
         .output()

@@ -15,6 +15,7 @@ use costtrace_store::{Store, TenantScope};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::{ApiError, AppState, Caller, MAX_ID_LEN};
@@ -76,14 +77,17 @@ pub(crate) async fn ingest(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| crate::error::rejection(e.status(), e.body_text()))?;
-    let items: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(items)) => items,
-        Ok(_) => {
-            return Err(ApiError::BadRequest(
-                "the body must be a JSON array of records".into(),
-            ));
+    // Each record stays unparsed text until it is read on its own.
+    let items: Vec<&RawValue> = match serde_json::from_slice::<Vec<&RawValue>>(&body) {
+        Ok(items) => items,
+        Err(_) => {
+            // Say precisely what is wrong with the body.
+            return Err(match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Array(_)) => ApiError::BadRequest("malformed JSON array".into()),
+                Ok(_) => ApiError::BadRequest("the body must be a JSON array of records".into()),
+                Err(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+            });
         }
-        Err(e) => return Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
     };
     if items.len() > MAX_BATCH {
         return Err(ApiError::Status(
@@ -97,7 +101,7 @@ pub(crate) async fn ingest(
     let mut valid = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        match parse_record(item)
+        match parse_raw(item)
             .and_then(|r| check_record(r, &scope))
             .map(|r| price(r, &state))
         {
@@ -195,6 +199,38 @@ fn find_nul(v: &Value, path: &mut String) -> Option<String> {
             found
         }),
         _ => None,
+    }
+}
+
+/// Just the tag of a record.
+#[derive(serde::Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+/// Reads one record straight from its text (no intermediate JSON tree). Any
+/// record that is not plainly valid — or that may hold a NUL, which only an
+/// escape can spell — takes [`parse_record`], which names what is wrong.
+fn parse_raw(raw: &RawValue) -> Result<Record, String> {
+    let text = raw.get();
+    let fast = || -> Option<Record> {
+        if text.contains("\\u0000") {
+            return None;
+        }
+        let kind = serde_json::from_str::<Kind<'_>>(text).ok()?.kind;
+        match kind.as_ref() {
+            "usage" => serde_json::from_str(text).ok().map(Record::Usage),
+            "request" => serde_json::from_str(text).ok().map(Record::Request),
+            "scope" => serde_json::from_str(text).ok().map(Record::Scope),
+            _ => None,
+        }
+    };
+    match fast() {
+        Some(r) => Ok(r),
+        None => serde_json::from_str::<Value>(text)
+            .map_err(|e| e.to_string())
+            .and_then(parse_record),
     }
 }
 

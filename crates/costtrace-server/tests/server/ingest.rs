@@ -220,7 +220,8 @@ pub async fn ingest_body_errors_are_4xx(store: &AnyStore) {
     for (raw, expected) in [
         (&b"{not json"[..], 400),
         (b"[NaN]", 400),
-        (b"[{\"kind\":\"usage\",\"cost_usd\":1e400}]", 400),
+        // A record that is not valid JSON on its own is rejected by itself.
+        (b"[{\"kind\":\"usage\",\"cost_usd\":1e400}]", 422),
         (b"{\"kind\":\"usage\"}", 400),
         (b"", 400),
     ] {
@@ -236,6 +237,33 @@ pub async fn ingest_body_errors_are_4xx(store: &AnyStore) {
     let (status, body) = ingest(&app, None, &[]).await;
     assert_eq!(status, 200);
     assert_eq!(body["accepted"], 0);
+
+    // … and the valid records beside it are stored.
+    let good = serde_json::to_string(&llm(
+        "2025-01-15T10:30:00.000Z",
+        "openai",
+        "gpt-4o",
+        (1000, 100),
+        links("req_num", "task_num", "doc_num", "company_123"),
+    ))
+    .unwrap();
+    let mixed = format!("[{{\"kind\":\"usage\",\"cost_usd\":1e400}}, {good}]");
+    let (status, body) =
+        call_raw(&app, "POST", "/api/ingest", None, Some(mixed.into_bytes())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["inserted"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(body["rejected"][0]["index"], 0);
+    assert!(
+        body["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("number out of range"),
+        "{body}"
+    );
+    assert_eq!(get(&app, "/api/tasks/task_num/cost", None).await.0, 200);
 
     // Too large a body: 413 before parsing.
     let mut big = b"[".to_vec();
