@@ -60,15 +60,24 @@ fn spawn_runtime<T: Send + 'static>(
     rx.recv().unwrap()
 }
 
+#[derive(Default)]
 struct Run {
     latencies: Vec<u64>,
     errors: u64,
     sent: u64,
 }
 
+impl Run {
+    fn add(&mut self, other: Run) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.sent += other.sent;
+    }
+}
+
 /// Sends `rate` requests per second for `secs` seconds to `url`, from a
-/// pacing thread that sleeps (and spins the last 100 µs) until each
-/// request's intended time and hands it to the generator runtime.
+/// pacing thread that sleeps until each request's intended time and hands it
+/// to the generator runtime.
 fn run(
     handle: &tokio::runtime::Handle,
     client: &HttpsClient<Full<Bytes>>,
@@ -84,17 +93,12 @@ fn run(
     let mut joins = Vec::with_capacity(total as usize);
     for i in 0..total {
         let intended = start + interval * i as u32;
-        loop {
-            let now = Instant::now();
-            if now >= intended {
-                break;
-            }
-            let left = intended - now;
-            if left > Duration::from_micros(150) {
-                std::thread::sleep(left - Duration::from_micros(100));
-            } else {
-                std::hint::spin_loop();
-            }
+        // Sleep, never spin: on two shared cores a spinning pacer would take
+        // the CPU the gateway needs. Waking late (timer slack, ~50 µs) is
+        // charged to the request, on both paths alike.
+        let now = Instant::now();
+        if intended > now {
+            std::thread::sleep(intended - now);
         }
         let (client, url, lat, errors) =
             (client.clone(), url.to_owned(), lat.clone(), errors.clone());
@@ -147,6 +151,9 @@ fn main() {
         .map(|r| r.trim().parse().unwrap())
         .collect();
 
+    // A sink spec, or `off` (no recorder: what the proxying alone costs).
+    let recorder = env_or("GATEWAY_BENCH_RECORDER", "jsonl:/dev/null");
+    let recorder_in_gateway = recorder.clone();
     let mock: SocketAddr = spawn_runtime(1, || {
         Box::pin(async {
             let m = MockProvider::start().await.unwrap();
@@ -155,14 +162,19 @@ fn main() {
             addr
         })
     });
-    let gateway: SocketAddr = spawn_runtime(2, move || {
+    // Worker threads of the gateway's runtime (`costtrace gateway` uses 2).
+    let workers: usize = env_or("GATEWAY_BENCH_WORKERS", "2").parse().unwrap();
+    let gateway: SocketAddr = spawn_runtime(workers, move || {
+        let recorder = recorder_in_gateway;
         Box::pin(async move {
-            let guard = costtrace::Config::new()
-                .sink("jsonl:/dev/null".parse().unwrap())
-                .no_spool()
-                .init()
-                .unwrap();
-            std::mem::forget(guard);
+            if recorder != "off" {
+                let guard = costtrace::Config::new()
+                    .sink(recorder.parse().unwrap())
+                    .no_spool()
+                    .init()
+                    .unwrap();
+                std::mem::forget(guard);
+            }
             let gw = Gateway::new(GatewayConfig::new(vec![
                 Upstream::new("openai", &format!("http://{mock}")).unwrap(),
             ]))
@@ -188,7 +200,8 @@ fn main() {
     let gateway_url = format!("http://{gateway}/openai/v1/chat/completions");
 
     println!(
-        "gateway added latency, non-streamed chat completion (921-byte response), {secs} s per run, open loop"
+        "gateway added latency, non-streamed chat completion (921-byte response), open loop, \
+         {secs} s per path in alternating 1 s blocks, recorder: {recorder}"
     );
     println!("| rate (req/s) | path | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | ok | errors |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -196,8 +209,15 @@ fn main() {
         // Warm both paths up (connections, allocator, caches).
         run(rt.handle(), &client, &direct_url, rate, 1);
         run(rt.handle(), &client, &gateway_url, rate, 1);
-        let direct = run(rt.handle(), &client, &direct_url, rate, secs);
-        let via = run(rt.handle(), &client, &gateway_url, rate, secs);
+        // Alternate one-second blocks so that both paths see the same
+        // background load on the shared machine.
+        let (mut direct, mut via) = (Run::default(), Run::default());
+        for _ in 0..secs {
+            direct.add(run(rt.handle(), &client, &direct_url, rate, 1));
+            via.add(run(rt.handle(), &client, &gateway_url, rate, 1));
+        }
+        direct.latencies.sort_unstable();
+        via.latencies.sort_unstable();
         for (name, r) in [("direct to mock", &direct), ("through gateway", &via)] {
             println!(
                 "| {rate} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",

@@ -25,6 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::serve::ListenerExt as _;
 use axum::http::{HeaderMap, Method, Response, StatusCode, Uri, header};
 use futures_util::stream;
 use serde_json::Value;
@@ -133,6 +134,10 @@ impl MockProvider {
         let addr = listener.local_addr()?;
         let state = MockState::default();
         let seen = state.seen.clone();
+        // Small writes go out at once (no Nagle), as a provider's would.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app(state)).await;
         });
