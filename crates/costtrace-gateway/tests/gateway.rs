@@ -360,6 +360,72 @@ async fn an_unreachable_upstream_is_a_502_and_an_error_record() {
     assert_eq!(u.attrs["end"], "request_failed");
 }
 
+/// Collects every log event's fields as text.
+struct LogText(Arc<std::sync::Mutex<String>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogText {
+    fn on_event(&self, ev: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields<'a>(&'a mut String);
+        impl tracing::field::Visit for Fields<'_> {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={v:?} ", f.name()));
+            }
+        }
+        let mut text = self.0.lock().unwrap();
+        ev.record(&mut Fields(&mut text));
+        text.push('\n');
+    }
+}
+
+#[tokio::test]
+async fn provider_keys_reach_neither_logs_nor_records() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let logs = Arc::new(std::sync::Mutex::new(String::new()));
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(LogText(logs.clone())),
+    );
+    let cap = costtrace::testing::capture();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let keys = StaticKeys::new().with("ct_tenant_key_secret", Some("initech"));
+    let gw = Gateway::with_keys(
+        GatewayConfig::new(vec![
+            Upstream::new("openai", &format!("http://127.0.0.1:{port}")).unwrap(),
+        ]),
+        Arc::new(keys),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(gw.serve(listener));
+    let (status, _, _) = send(post(
+        format!("{url}/openai/v1/chat/completions"),
+        serde_json::json!({"model": "gpt-4o", "messages": []}),
+        &[
+            ("authorization", &format!("Bearer {OPENAI_KEY}")),
+            ("x-api-key", ANTHROPIC_KEY),
+            ("x-costtrace-key", "ct_tenant_key_secret"),
+        ],
+    ))
+    .await;
+    assert_eq!(status, 502);
+    let u = &wait_for_usages(&cap, 1).await[0];
+    assert_eq!(u.attrs["tenant_id"], "initech");
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("upstream request failed"),
+        "the failure is logged: {logs}"
+    );
+    let records = serde_json::to_string(&cap.records()).unwrap();
+    for secret in ["TESTKEY", "ct_tenant_key_secret"] {
+        assert!(!logs.contains(secret), "{secret} in logs: {logs}");
+        assert!(!records.contains(secret), "{secret} in records: {records}");
+    }
+}
+
 #[tokio::test]
 async fn a_costtrace_key_names_the_tenant() {
     let keys = StaticKeys::new()
