@@ -81,16 +81,14 @@ async fn fill(store: &AnyStore, n: u64, marker: Option<&PathBuf>) {
 /// CPU seconds this process has used (user + system), from /proc.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 12th and 13th of them, in clock ticks (100 per second on Linux).
+    // After the parenthesised command name; times in clock ticks (100 per
+    // second on Linux).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.get(11)
-        .zip(f.get(12))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+    // rest: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+    // cmajflt utime stime … (children's times, i.e. wrk's, come after).
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
 }
 
 /// One `wrk` run; returns (requests/s, p50 ms, p99 ms, server CPU µs per
@@ -271,6 +269,8 @@ fn main() {
             "math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", string.format(\"{path}\", math.random(0, {})))\nend\n",
             tasks - 1
         );
+        // Warm-up (page cache, mmap, statement caches), not reported.
+        wrk(addr, &script, name, 2, conns);
         let (rps, p50, p99, cpu) = wrk(addr, &script, name, secs, conns);
         println!(
             "| {backend} | {n} | GET {} | {rps:.0} | {p50:.2} | {p99:.2} | {cpu:.0} |",
