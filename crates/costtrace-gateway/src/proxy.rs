@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use costtrace::Context;
 use costtrace_providers::transport::HttpsClient;
-use costtrace_providers::{Api, End, Meter, RequestFacts, prepare_request};
+use costtrace_providers::{Api, End, Meter, prepare_request_bytes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
@@ -181,21 +181,15 @@ impl Inner {
                         };
                     }
                 };
-                let (bytes, facts) = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(mut v) => {
-                        let facts = prepare_request(api, &mut v);
-                        if facts.usage_injected {
-                            match serde_json::to_vec(&v) {
-                                Ok(b) => (Bytes::from(b), facts),
-                                Err(_) => (bytes, facts),
-                            }
-                        } else {
-                            (bytes, facts)
-                        }
-                    }
-                    Err(_) => (bytes, RequestFacts::default()),
-                };
+                let (facts, rewritten) = prepare_request_bytes(api, &bytes);
+                let bytes = rewritten.map_or(bytes, Bytes::from);
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                // The meter reads the body: ask for it uncompressed (identity
+                // is acceptable to every client that asked for gzip).
+                headers.insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
                 let ctx = self
                     .base
                     .with(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())));

@@ -94,6 +94,7 @@ async fn chat_completion_passes_through_and_is_recorded_with_header_context() {
             ("x-costtrace-task", "task_7"),
             ("x-costtrace-doc", "doc_9"),
             ("x-costtrace-request", "req_1"),
+            ("accept-encoding", "gzip, deflate, br"),
         ],
     ))
     .await;
@@ -131,6 +132,10 @@ async fn chat_completion_passes_through_and_is_recorded_with_header_context() {
 
     let seen = &s.mock.requests()[0];
     assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(
+        seen.headers["accept-encoding"], "identity",
+        "metered responses come uncompressed, so their usage can be read"
+    );
     assert_eq!(
         seen.headers["authorization"],
         format!("Bearer {OPENAI_KEY}"),

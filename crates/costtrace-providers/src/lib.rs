@@ -69,3 +69,58 @@ pub fn prepare_request(api: Api, body: &mut Value) -> RequestFacts {
         Flavor::Anthropic => RequestFacts::read(body),
     }
 }
+
+/// The fields of a request body that matter here; the rest is skipped
+/// without being built.
+#[derive(serde::Deserialize)]
+struct RequestPeek {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<Value>,
+}
+
+/// [`prepare_request`] on raw bytes, for proxies: the body is rebuilt only
+/// when it has to change (a streamed chat completion that did not say
+/// whether it wants usage); then the new bytes are returned. A body that is
+/// not JSON gives default facts and is left alone.
+///
+/// ```
+/// use costtrace_providers::{Api, prepare_request_bytes};
+/// let (facts, new) = prepare_request_bytes(Api::ChatCompletions, br#"{"model":"gpt-4o","messages":[]}"#);
+/// assert_eq!((facts.model.as_deref(), new), (Some("gpt-4o"), None));
+/// let (facts, new) = prepare_request_bytes(Api::ChatCompletions, br#"{"model":"gpt-4o","stream":true}"#);
+/// assert!(facts.usage_injected && new.is_some());
+/// ```
+pub fn prepare_request_bytes(api: Api, body: &[u8]) -> (RequestFacts, Option<Vec<u8>>) {
+    let Ok(peek) = serde_json::from_slice::<RequestPeek>(body) else {
+        return (RequestFacts::default(), None);
+    };
+    let stream = peek.stream.unwrap_or(false);
+    let asked = peek
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool);
+    if api == Api::ChatCompletions
+        && stream
+        && asked.is_none()
+        && let Ok(mut v) = serde_json::from_slice::<Value>(body)
+    {
+        let facts = prepare_request(api, &mut v);
+        return (facts, serde_json::to_vec(&v).ok());
+    }
+    let facts = RequestFacts {
+        model: peek.model,
+        stream,
+        usage_requested: if api == Api::ChatCompletions && stream {
+            asked
+        } else {
+            None
+        },
+        usage_injected: false,
+    };
+    (facts, None)
+}

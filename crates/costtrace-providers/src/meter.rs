@@ -30,6 +30,14 @@ pub enum End {
     Failed(String),
 }
 
+#[derive(serde::Deserialize)]
+struct BodyHead {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Value,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Mode {
     Waiting,
@@ -213,19 +221,21 @@ impl Meter {
                 (None, Counts::default(), Some(e.describe()), false)
             }
             Mode::Body => {
-                let v: Option<Value> = serde_json::from_slice(&self.body).ok();
-                let (model, counts) = match &v {
-                    Some(v) => (
-                        openai::body_model(v).map(str::to_owned),
-                        match self.api.flavor() {
-                            Flavor::OpenAi => openai::usage(v),
-                            Flavor::Anthropic => anthropic::usage(v),
-                        }
-                        .unwrap_or_default(),
-                    ),
+                // Only `model` and `usage` are built; the rest is skipped.
+                let head: Option<BodyHead> = serde_json::from_slice(&self.body).ok();
+                let parsed = head.is_some();
+                let (model, counts) = match head {
+                    Some(h) => {
+                        let usage = serde_json::json!({ "usage": h.usage });
+                        let counts = match self.api.flavor() {
+                            Flavor::OpenAi => openai::usage(&usage),
+                            Flavor::Anthropic => anthropic::usage(&usage),
+                        };
+                        (h.model, counts.unwrap_or_default())
+                    }
                     None => (None, Counts::default()),
                 };
-                let partial = *end != End::Complete || v.is_none();
+                let partial = *end != End::Complete || !parsed;
                 (model, counts, end_error, partial)
             }
             Mode::Stream => {

@@ -25,8 +25,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::serve::ListenerExt as _;
 use axum::http::{HeaderMap, Method, Response, StatusCode, Uri, header};
+use axum::serve::ListenerExt as _;
 use futures_util::stream;
 use serde_json::Value;
 

@@ -131,8 +131,3 @@ fn responses_event(st: &mut StreamState, v: &Value) {
         _ => {}
     }
 }
-
-/// The model a whole (non-streamed) response names.
-pub(crate) fn body_model(v: &Value) -> Option<&str> {
-    v.get("model").and_then(Value::as_str)
-}

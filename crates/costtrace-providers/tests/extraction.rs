@@ -5,7 +5,7 @@
 //! bundled price list (`$/Mtok × 1000` = nano-USD per token).
 
 use costtrace::UsageRecord;
-use costtrace_providers::{Api, End, Meter, RequestFacts, prepare_request};
+use costtrace_providers::{Api, End, Meter, RequestFacts, prepare_request, prepare_request_bytes};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -117,6 +117,23 @@ fn a_streamed_chat_asks_for_usage_unless_the_caller_said_no() {
         req.get("stream_options").is_none(),
         "only streams are changed"
     );
+
+    // The same on raw bytes (the gateway's path): rebuilt only when changed.
+    let (facts, new) = prepare_request_bytes(
+        Api::ChatCompletions,
+        br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
+    );
+    assert_eq!((facts.usage_requested, new), (Some(false), None));
+    let (facts, new) = prepare_request_bytes(
+        Api::ChatCompletions,
+        br#"{"model":"m","stream":true,"stream_options":{},"messages":[{"role":"user","content":"x"}]}"#,
+    );
+    assert!(facts.usage_injected);
+    let sent: serde_json::Value = serde_json::from_slice(&new.unwrap()).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    assert_eq!(sent["messages"][0]["content"], "x");
+    let (facts, new) = prepare_request_bytes(Api::Embeddings, b"not json");
+    assert_eq!((facts, new), (RequestFacts::default(), None));
 }
 
 #[test]
