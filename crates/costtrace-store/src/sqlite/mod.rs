@@ -110,7 +110,10 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
     // clear-bindings on every reuse then forces a full re-prepare each time
     // (a third of the CPU of a task-cost request). Our tables have no
     // sqlite_stat4 data for value-based plans to use anyway.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 
