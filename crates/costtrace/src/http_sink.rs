@@ -1,17 +1,22 @@
-//! `http://HOST[:PORT]/api/ingest`: records sent to a costtrace server, which
-//! stores them (idempotently by record id) in its own store. The API key, if
-//! any, comes from `COSTTRACE_API_KEY` and is sent as `Authorization: Bearer`;
-//! it never appears in logs or errors.
+//! `http(s)://HOST[:PORT]/api/ingest`: records sent to a costtrace server,
+//! which stores them (idempotently by record id) in its own store. The API
+//! key, if any, comes from `COSTTRACE_API_KEY` and is sent as
+//! `Authorization: Bearer`; it never appears in logs or errors.
 //!
-//! Plain HTTP/1.1 over a `TcpStream` (the recorder thread is synchronous and
-//! sends one batch at a time), so use it on loopback or a trusted network;
-//! `https://` is refused with a clear message until TLS support lands. Any
-//! failure (connection refused, timeout, 5xx, 401, 413) is a sink error: the
-//! batch goes to the spool and is replayed later.
+//! HTTP/1.1 over a blocking `TcpStream` (the recorder thread is synchronous
+//! and sends one batch at a time). `https://` uses rustls (ring) and checks
+//! the server against the Mozilla roots (webpki-roots), plus the PEM
+//! certificates in `COSTTRACE_CA_FILE` when set (a private CA in front of the
+//! server). Any failure (connection refused, TLS, timeout, 5xx, 401, 413) is
+//! a sink error: the batch goes to the spool and is replayed later.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use costtrace_core::Record;
 
@@ -25,6 +30,8 @@ pub struct HttpSink {
     port: u16,
     path: String,
     api_key: Option<String>,
+    /// `Some` for `https://`.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -36,14 +43,20 @@ impl std::fmt::Debug for HttpSink {
 }
 
 impl HttpSink {
-    /// Parses `http://host[:port]/path`.
-    pub fn new(url: &str, api_key: Option<String>) -> Result<HttpSink, String> {
-        if url.starts_with("https://") {
-            return Err("https:// ingest is not supported yet; use http:// on loopback or a trusted network".into());
-        }
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or("expected http://HOST[:PORT]/api/ingest")?;
+    /// Parses `http(s)://host[:port]/path`; `ca_file` adds trusted roots
+    /// (PEM) for `https://`.
+    pub fn new(
+        url: &str,
+        api_key: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<HttpSink, String> {
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("https://") {
+            (rest, Some(tls_config(ca_file)?))
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (rest, None)
+        } else {
+            return Err("expected http(s)://HOST[:PORT]/api/ingest".into());
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/api/ingest"),
@@ -51,18 +64,24 @@ impl HttpSink {
         if authority.contains('@') {
             return Err("put the API key in COSTTRACE_API_KEY, not in the URL".into());
         }
+        let default_port = if tls.is_some() { 443 } else { 80 };
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?),
-            None => (authority, 80),
+            None => (authority, default_port),
         };
         if host.is_empty() {
             return Err("the URL has no host".into());
+        }
+        if tls.is_some() {
+            ServerName::try_from(host.to_owned())
+                .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
         }
         Ok(HttpSink {
             host: host.to_owned(),
             port,
             path: path.to_owned(),
             api_key: api_key.filter(|k| !k.trim().is_empty()),
+            tls,
         })
     }
 
@@ -72,11 +91,20 @@ impl HttpSink {
             .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
             .next()
             .ok_or_else(|| format!("cannot resolve {}", self.host))?;
-        let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(TIMEOUT))
+        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(TIMEOUT))
             .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(TIMEOUT))
+        tcp.set_write_timeout(Some(TIMEOUT))
             .map_err(|e| e.to_string())?;
+        let mut s: Box<dyn ReadWrite> = match &self.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = ServerName::try_from(self.host.clone()).map_err(|e| e.to_string())?;
+                let conn = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+        };
         let mut head = format!(
             "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: costtrace/{}\r\n",
             self.path,
@@ -93,8 +121,15 @@ impl HttpSink {
         head.push_str("\r\n");
         s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
         s.write_all(body).map_err(|e| e.to_string())?;
+        s.flush().map_err(|e| e.to_string())?;
         let mut resp = Vec::new();
-        s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+        match s.read_to_end(&mut resp) {
+            Ok(_) => {}
+            // A TLS server that closes without close_notify after a
+            // complete answer (common behind proxies): the answer stands.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {}
+            Err(e) => return Err(e.to_string()),
+        }
         let text = String::from_utf8_lossy(&resp);
         let status = text
             .split(' ')
@@ -143,8 +178,45 @@ impl Sink for HttpSink {
     }
 
     fn describe(&self) -> String {
-        format!("http://{}:{}{}", self.host, self.port, self.path)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}{}", self.host, self.port, self.path)
     }
+}
+
+/// A plain or TLS stream.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// rustls with ring, TLS 1.2/1.3, the Mozilla roots plus `ca_file`'s.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("COSTTRACE_CA_FILE {}: {e}", path.display()))?
+        {
+            let cert = cert.map_err(|e| format!("COSTTRACE_CA_FILE {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("COSTTRACE_CA_FILE {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!(
+                "COSTTRACE_CA_FILE {}: no PEM certificate in it",
+                path.display()
+            ));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]
@@ -154,23 +226,41 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        let s =
-            HttpSink::new("http://127.0.0.1:8000/api/ingest", Some("ct_secret".into())).unwrap();
+        let s = HttpSink::new(
+            "http://127.0.0.1:8000/api/ingest",
+            Some("ct_secret".into()),
+            None,
+        )
+        .unwrap();
         assert_eq!(s.describe(), "http://127.0.0.1:8000/api/ingest");
         assert!(!format!("{s:?}").contains("ct_secret"));
-        assert!(
-            HttpSink::new("https://x/api/ingest", None)
-                .unwrap_err()
-                .contains("not supported yet")
+        assert_eq!(
+            HttpSink::new("https://costs.example.com/api/ingest", None, None)
+                .unwrap()
+                .describe(),
+            "https://costs.example.com:443/api/ingest"
         );
         assert!(
-            HttpSink::new("http://user:pw@x/api/ingest", None)
+            HttpSink::new("http://user:pw@x/api/ingest", None, None)
                 .unwrap_err()
                 .contains("COSTTRACE_API_KEY")
         );
-        assert!(HttpSink::new("http://x:notaport/", None).is_err());
+        assert!(HttpSink::new("http://x:notaport/", None, None).is_err());
+        assert!(
+            HttpSink::new("ftp://x/", None, None)
+                .unwrap_err()
+                .contains("http(s)://")
+        );
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert!(
+            HttpSink::new("https://x/api/ingest", None, Some(missing))
+                .unwrap_err()
+                .contains("COSTTRACE_CA_FILE /nonexistent/ca.pem")
+        );
         assert_eq!(
-            HttpSink::new("http://localhost", None).unwrap().describe(),
+            HttpSink::new("http://localhost", None, None)
+                .unwrap()
+                .describe(),
             "http://localhost:80/api/ingest"
         );
     }

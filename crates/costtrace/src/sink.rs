@@ -55,8 +55,9 @@ pub enum SinkSpec {
     Stdout,
     /// `none`: records are made and discarded (benchmarks, dry runs).
     None,
-    /// `http://HOST[:PORT]/api/ingest`: a costtrace server (API key from
-    /// `COSTTRACE_API_KEY`).
+    /// `http(s)://HOST[:PORT]/api/ingest`: a costtrace server (API key from
+    /// `COSTTRACE_API_KEY`; extra trusted CA certificates for `https://` from
+    /// `COSTTRACE_CA_FILE`).
     Http(String),
     /// `sqlite:PATH` (the default, `sqlite:costtrace.db`) or
     /// `postgres://…`: a costtrace store.
@@ -86,11 +87,18 @@ impl SinkSpec {
             SinkSpec::Stdout => Box::new(JsonlSink::stdout()),
             SinkSpec::None => Box::new(NullSink),
             SinkSpec::Http(url) => Box::new(
-                crate::http_sink::HttpSink::new(url, std::env::var("COSTTRACE_API_KEY").ok())
-                    .map_err(|reason| crate::Error::InvalidSink {
-                        value: url.clone(),
-                        reason,
-                    })?,
+                crate::http_sink::HttpSink::new(
+                    url,
+                    std::env::var("COSTTRACE_API_KEY").ok(),
+                    std::env::var_os("COSTTRACE_CA_FILE")
+                        .filter(|p| !p.is_empty())
+                        .map(std::path::PathBuf::from)
+                        .as_deref(),
+                )
+                .map_err(|reason| crate::Error::InvalidSink {
+                    value: url.clone(),
+                    reason,
+                })?,
             ),
             #[cfg(feature = "store")]
             SinkSpec::Store(url) => Box::new(crate::store_sink::StoreSink::open(url)?),
@@ -127,7 +135,7 @@ impl FromStr for SinkSpec {
             return Ok(SinkSpec::Jsonl(PathBuf::from(path)));
         }
         if s.starts_with("http://") || s.starts_with("https://") {
-            crate::http_sink::HttpSink::new(s, None).map_err(|r| bad(&r))?;
+            crate::http_sink::HttpSink::new(s, None, None).map_err(|r| bad(&r))?;
             return Ok(SinkSpec::Http(s.to_owned()));
         }
         #[cfg(feature = "store")]

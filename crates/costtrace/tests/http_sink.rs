@@ -169,3 +169,126 @@ fn init_with_a_store_sink_works_inside_an_async_runtime() {
         20_000_000
     );
 }
+
+/// A TLS-terminating proxy on loopback (as a deployment would put in front
+/// of `costtrace serve`): accepts TLS with the test certificate for
+/// localhost, forwards each plain HTTP/1.1 request to `upstream`, and sends
+/// back the answer. Returns its port.
+fn tls_proxy(upstream: u16) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                // Read the request head and body.
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if tls.read_line(&mut line).unwrap_or(0) == 0 {
+                        return; // handshake refused or client gone
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; len];
+                tls.read_exact(&mut body).unwrap();
+                let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                up.write_all(head.as_bytes()).unwrap();
+                up.write_all(&body).unwrap();
+                let mut answer = Vec::new();
+                up.read_to_end(&mut answer).unwrap();
+                let tls = tls.get_mut();
+                tls.write_all(&answer).unwrap();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn https_ingest_through_a_tls_proxy_with_a_private_ca() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("server.db").display());
+    let port = tls_proxy(serve(&db, 0));
+    let url = format!("https://localhost:{port}/api/ingest");
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
+
+    // Without the private CA the server is not trusted: nothing is sent, the
+    // records wait in the spool.
+    let untrusted = costtrace::HttpSink::new(&url, None, None).unwrap();
+    let guard = Config::new()
+        .custom_sink(untrusted)
+        .spool_dir(dir.path().join("spool"))
+        .init()
+        .unwrap();
+    let _t = costtrace::with_context([("task_id", "task_tls")]);
+    for _ in 0..10 {
+        costtrace::record(Usage::service("transformer").units("chunks", 1));
+    }
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!(h.spooled, 10, "{h:?}");
+    let err = h.last_error.clone().unwrap();
+    assert!(err.contains("certificate"), "{err}");
+    drop(guard);
+    assert!(task_cost(&db, "task_tls").is_none());
+
+    // With it, the spooled records and new ones arrive, each exactly once.
+    let trusted = costtrace::HttpSink::new(&url, None, Some(&ca)).unwrap();
+    assert_eq!(
+        format!("{trusted:?}"),
+        format!("HttpSink {{ url: \"https://localhost:{port}/api/ingest\", .. }}")
+    );
+    let guard = Config::new()
+        .custom_sink(trusted)
+        .spool_dir(dir.path().join("spool"))
+        .init()
+        .unwrap();
+    for _ in 0..5 {
+        costtrace::record(Usage::service("transformer").units("chunks", 1));
+    }
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!((h.spooled, h.failed_writes), (0, 0), "{h:?}");
+    drop(guard);
+    assert_eq!(
+        task_cost(&db, "task_tls").unwrap().total_cost_nanos,
+        15 * 3_000_000,
+        "ten replayed and five new records, once each"
+    );
+}
