@@ -9,7 +9,9 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use costtrace_core::Timestamp;
-use costtrace_store::{CostView, GroupBy, Page, RequestFilter, RequestView, Store, SummaryRow};
+use costtrace_store::{
+    CostView, GroupBy, Page, RequestFilter, RequestView, Store, SummaryRow, TenantScope,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -295,7 +297,17 @@ pub(crate) struct SummaryParams {
     /// Usage before this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
+    /// Only this entity's (tenant's) usage. With a tenant key, only the
+    /// key's own tenant can be named (any other answers no groups).
+    entity_id: Option<String>,
+    /// Return only the first (largest) `limit` groups; the totals still
+    /// cover every group (1–100000; default all).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100000)]
+    limit: Option<String>,
 }
+
+/// Largest `limit` of `GET /api/usage/summary`.
+const MAX_SUMMARY_LIMIT: u32 = 100_000;
 
 /// The groupings of `GET /api/usage/summary` (for the schema; parsing is
 /// [`GroupBy`]'s, which a test keeps in step with this list).
@@ -331,8 +343,10 @@ pub struct UsageSummary {
     pub from: Option<Timestamp>,
     /// End of the range, if given.
     pub to: Option<Timestamp>,
-    /// Largest priced total first.
+    /// Largest priced total first (at most `limit` of them).
     pub groups: Vec<SummaryRow>,
+    /// How many groups there are in all, before `limit`.
+    pub group_count: u64,
     /// Priced total over all groups, in dollars.
     pub total_cost_usd: f64,
     /// Priced total in nano-USD (exact).
@@ -367,20 +381,44 @@ pub(crate) async fn usage_summary(
         .map_err(|e: costtrace_store::StoreError| ApiError::Invalid(e.to_string()))?;
     let from = time_param("from", p.from.as_deref())?;
     let to = time_param("to", p.to.as_deref())?;
-    let rows = state
-        .store
-        .usage_summary(group_by, from, to, &scope)
-        .await?;
+    let limit = number::<u32>("limit", p.limit.as_deref(), "a number between 1 and 100000")?;
+    if limit.is_some_and(|l| l == 0 || l > MAX_SUMMARY_LIMIT) {
+        return Err(ApiError::Invalid(format!(
+            "limit is out of range: use 1 to {MAX_SUMMARY_LIMIT}"
+        )));
+    }
+    // One entity's usage is exactly what a key scoped to it may see.
+    let scope = match (id_param("entity_id", p.entity_id)?, scope) {
+        (None, scope) => Some(scope),
+        (Some(e), TenantScope::All) => Some(TenantScope::Tenant(e)),
+        (Some(e), TenantScope::Tenant(own)) if e == own => Some(TenantScope::Tenant(own)),
+        // Another tenant's entity: as if it had no usage.
+        (Some(_), TenantScope::Tenant(_)) => None,
+    };
+    let mut rows = match scope {
+        Some(scope) => {
+            state
+                .store
+                .usage_summary(group_by, from, to, &scope)
+                .await?
+        }
+        None => Vec::new(),
+    };
     let total_nanos = rows
         .iter()
         .fold(0i64, |acc, r| acc.saturating_add(r.total_cost_nanos));
     let unpriced: u64 = rows.iter().map(|r| r.unpriced_count).sum();
     let records: u64 = rows.iter().map(|r| r.record_count).sum();
+    let group_count = rows.len() as u64;
+    if let Some(l) = limit {
+        rows.truncate(l as usize);
+    }
     Ok(Json(UsageSummary {
         group_by: group_by.as_str().to_owned(),
         from,
         to,
         groups: rows,
+        group_count,
         total_cost_usd: costtrace_core::nanos_to_usd(total_nanos),
         total_cost_nanos: total_nanos,
         unpriced_count: unpriced,

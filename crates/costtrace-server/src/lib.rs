@@ -9,7 +9,7 @@
 //! | `GET /api/requests` | `{"requests": [...], "total": N}`, filters `task_id doc_id entity_id task_type operation_type status_code from to`, `page` (1-based), `page_size` (≤ 1000) |
 //! | `GET /api/requests/{request_id}` | one request with `services_used` and `total_cost_usd` |
 //! | `GET /api/tasks/{task_id}/cost` (also `docs`, `entities`) | totals, `breakdown_by_service`, `request_count`, `unpriced_count` |
-//! | `GET /api/usage/summary?group_by=model\|provider\|service_type\|entity_id\|task_id\|doc_id\|day\|hour` | priced totals with unpriced counts per group |
+//! | `GET /api/usage/summary?group_by=model\|provider\|service_type\|entity_id\|task_id\|doc_id\|day\|hour` (also `from`, `to`, `entity_id`, `limit`) | priced totals with unpriced counts per group |
 //! | `POST /api/ingest` | `{"accepted": N, "inserted": M, "rejected": [{"index", "reason"}]}` |
 //! | `GET /healthz`, `GET /metrics`, `GET /openapi.json` | health, Prometheus text, OpenAPI 3.1 (generated from the handlers) |
 //!

@@ -18,7 +18,9 @@ export async function overview(gen, params) {
   // Whole hours, so hour buckets at the edge are complete.
   const from = seconds == null ? null
     : new Date((Math.floor(Date.now() / 3600000) * 3600 - seconds + 3600) * 1000).toISOString();
-  const summary = (g) => api('/api/usage/summary' + qs({ group_by: g, from }));
+  // Top tasks and documents need only the first rows; totals cover all.
+  const summary = (g) => api('/api/usage/summary' + qs({ group_by: g, from,
+    limit: g === 'task_id' || g === 'doc_id' ? 10 : null }));
   const [time, model, provider, service, entity, tasks, docs] = await Promise.all(
     [bucket, 'model', 'provider', 'service_type', 'entity_id', 'task_id', 'doc_id'].map(summary));
   if (gen !== state.generation) return;

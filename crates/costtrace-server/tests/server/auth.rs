@@ -112,7 +112,16 @@ pub async fn tenant_sees_only_its_own_data(store: &AnyStore) {
     }
     let (_, list) = get(&app, "/api/requests", Some(&other)).await;
     assert_eq!(list["total"], 1);
-    for group in ["entity_id", "model", "provider", "service_type", "day"] {
+    for group in [
+        "entity_id",
+        "model",
+        "provider",
+        "service_type",
+        "task_id",
+        "doc_id",
+        "day",
+        "hour",
+    ] {
         let (status, s) = get(
             &app,
             &format!("/api/usage/summary?group_by={group}"),
@@ -124,6 +133,22 @@ pub async fn tenant_sees_only_its_own_data(store: &AnyStore) {
         assert_eq!(s["unpriced_count"], 0, "{group}: {s}");
         assert_eq!(s["record_count"], 1, "{group}: {s}");
     }
+    // Naming another tenant's entity shows nothing of it; naming its own is
+    // the same as naming none.
+    let (status, s) = get(
+        &app,
+        "/api/usage/summary?entity_id=company_123",
+        Some(&other),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (s["record_count"].as_u64(), s["group_count"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    let (_, s) = get(&app, "/api/usage/summary?entity_id=other_co", Some(&other)).await;
+    approx(&s["total_cost_usd"], 0.1);
     let (_, own) = get(&app, "/api/entities/other_co/cost", Some(&other)).await;
     approx(&own["total_cost_usd"], 0.1);
 }

@@ -275,6 +275,40 @@ pub async fn usage_summary_groups(store: &AnyStore) {
     let (status, body) = get(&app, "/api/usage/summary?group_by=week", None).await;
     assert_eq!(status, 422);
     assert!(body["detail"].as_str().unwrap().contains("group_by"));
+
+    // limit: the largest groups only; totals and group_count still cover all.
+    let (_, all) = get(&app, "/api/usage/summary?group_by=service_type", None).await;
+    let (status, top) = get(
+        &app,
+        "/api/usage/summary?group_by=service_type&limit=1",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{top}");
+    assert_eq!(top["groups"], json!([all["groups"][0]]));
+    assert_eq!(top["group_count"], all["group_count"]);
+    assert_eq!(all["group_count"], all["groups"].as_array().unwrap().len());
+    assert_eq!(top["total_cost_nanos"], all["total_cost_nanos"]);
+    assert_eq!(top["unpriced_count"], all["unpriced_count"]);
+    for bad in ["0", "100001", "x"] {
+        let (status, body) = get(&app, &format!("/api/usage/summary?limit={bad}"), None).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
+    }
+
+    // entity_id: one entity's usage only.
+    let (_, one) = get(
+        &app,
+        "/api/usage/summary?group_by=service_type&entity_id=other_co",
+        None,
+    )
+    .await;
+    approx(&one["total_cost_usd"], 0.1);
+    let (_, none) = get(&app, "/api/usage/summary?entity_id=nobody", None).await;
+    assert_eq!(
+        (none["record_count"].as_u64(), none["group_count"].as_u64()),
+        (Some(0), Some(0))
+    );
 }
 
 pub async fn health_and_fallback(store: &AnyStore) {
