@@ -33,31 +33,58 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-/// Runs a future-producing setup on a runtime of its own thread, returning
-/// what the setup returned and keeping the runtime alive forever.
+/// Runs a future-producing setup on a runtime of its own thread(s), named
+/// `name`, returning what the setup returned and keeping the runtime alive.
 fn spawn_runtime<T: Send + 'static>(
+    name: &'static str,
     workers: usize,
     setup: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
 ) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = if workers == 1 {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .build()
-        }
-        .unwrap();
-        rt.block_on(async move {
-            tx.send(setup().await).unwrap();
-            std::future::pending::<()>().await;
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let rt = if workers == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name(name)
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
+            rt.block_on(async move {
+                tx.send(setup().await).unwrap();
+                std::future::pending::<()>().await;
+            });
         });
-    });
+    spawned.unwrap();
     rx.recv().unwrap()
+}
+
+/// CPU time (µs) used so far by this process's threads whose name starts
+/// with `prefix` (Linux `/proc/…/schedstat`: nanoseconds on CPU).
+fn thread_cpu_micros(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut nanos = 0;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let sched = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        nanos += sched
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    nanos / 1000
 }
 
 #[derive(Default)]
@@ -154,7 +181,7 @@ fn main() {
     // A sink spec, or `off` (no recorder: what the proxying alone costs).
     let recorder = env_or("GATEWAY_BENCH_RECORDER", "jsonl:/dev/null");
     let recorder_in_gateway = recorder.clone();
-    let mock: SocketAddr = spawn_runtime(1, || {
+    let mock: SocketAddr = spawn_runtime("bench-mock", 1, || {
         Box::pin(async {
             let m = MockProvider::start().await.unwrap();
             let addr = m.addr();
@@ -164,7 +191,7 @@ fn main() {
     });
     // Worker threads of the gateway's runtime (`costtrace gateway` uses 2).
     let workers: usize = env_or("GATEWAY_BENCH_WORKERS", "2").parse().unwrap();
-    let gateway: SocketAddr = spawn_runtime(workers, move || {
+    let gateway: SocketAddr = spawn_runtime("bench-gateway", workers, move || {
         let recorder = recorder_in_gateway;
         Box::pin(async move {
             if recorder != "off" {
@@ -205,6 +232,7 @@ fn main() {
     );
     println!("| rate (req/s) | path | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | ok | errors |");
     println!("|---|---|---|---|---|---|---|---|");
+    let mut cpu_lines = Vec::new();
     for &rate in &rates {
         // Warm both paths up (connections, allocator, caches).
         run(rt.handle(), &client, &direct_url, rate, 1);
@@ -212,10 +240,28 @@ fn main() {
         // Alternate one-second blocks so that both paths see the same
         // background load on the shared machine.
         let (mut direct, mut via) = (Run::default(), Run::default());
+        let (mut gw_cpu, mut rec_cpu, mut mock_cpu) = (0, 0, 0);
         for _ in 0..secs {
+            let m0 = thread_cpu_micros("bench-mock");
             direct.add(run(rt.handle(), &client, &direct_url, rate, 1));
+            mock_cpu += thread_cpu_micros("bench-mock") - m0;
+            let (g0, r0) = (
+                thread_cpu_micros("bench-gateway"),
+                thread_cpu_micros("costtrace-recor"),
+            );
             via.add(run(rt.handle(), &client, &gateway_url, rate, 1));
+            // The recorder writes every 200 ms: let it finish this block.
+            std::thread::sleep(Duration::from_millis(250));
+            gw_cpu += thread_cpu_micros("bench-gateway") - g0;
+            rec_cpu += thread_cpu_micros("costtrace-recor") - r0;
         }
+        cpu_lines.push(format!(
+            "{rate} req/s, CPU per request: gateway threads {:.1} µs + recorder thread {:.1} µs \
+             (the mock server, for scale: {:.1} µs)",
+            gw_cpu as f64 / via.sent as f64,
+            rec_cpu as f64 / via.sent as f64,
+            mock_cpu as f64 / direct.sent as f64
+        ));
         direct.latencies.sort_unstable();
         via.latencies.sort_unstable();
         for (name, r) in [("direct to mock", &direct), ("through gateway", &via)] {
@@ -236,5 +282,8 @@ fn main() {
             pct(&via.latencies, 0.99) - pct(&direct.latencies, 0.99),
             pct(&via.latencies, 0.999) - pct(&direct.latencies, 0.999),
         );
+    }
+    for l in cpu_lines {
+        println!("{l}");
     }
 }
