@@ -19,6 +19,18 @@ use synthetic::*;
 const BATCH: usize = 10_000;
 const QUERIES: usize = 2_000;
 
+/// This process's user + system CPU seconds (Linux; 0 elsewhere). Ingest
+/// CPU per record is steadier than wall-clock rate on a shared machine.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th of them, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -29,15 +41,17 @@ async fn bench(name: &str, store: &AnyStore, n: u64) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // Ingest usage (generation is not timed).
     let mut spent = Duration::ZERO;
+    let mut cpu = 0.0;
     let mut i = 0;
     while i < n {
         let end = (i + BATCH as u64).min(n);
         let batch: Vec<Record> = (i..end)
             .map(|j| Record::Usage(usage(j, &mut rng)))
             .collect();
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_secs());
         store.insert_records(&batch).await.unwrap();
         spent += t0.elapsed();
+        cpu += cpu_secs() - c0;
         i = end;
     }
     let usage_rate = n as f64 / spent.as_secs_f64();
@@ -55,8 +69,9 @@ async fn bench(name: &str, store: &AnyStore, n: u64) {
         r = end;
     }
     println!(
-        "{name}: ingest {n} usage records in {:.1} s = {usage_rate:.0} records/s; {requests} request records = {:.0} records/s",
+        "{name}: ingest {n} usage records in {:.1} s = {usage_rate:.0} records/s ({:.2} µs of this process's CPU per record); {requests} request records = {:.0} records/s",
         spent.as_secs_f64(),
+        cpu * 1e6 / n as f64,
         requests as f64 / rspent.as_secs_f64()
     );
 
@@ -177,6 +192,10 @@ fn main() {
                 .await
                 .unwrap();
             bench("postgres", &store, n).await;
+            if std::env::var_os("COSTTRACE_BENCH_KEEP").is_some() {
+                println!("postgres: schema {schema} kept (COSTTRACE_BENCH_KEEP)");
+                return;
+            }
             client
                 .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
                 .await
