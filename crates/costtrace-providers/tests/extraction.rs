@@ -1,5 +1,4 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-#![allow(clippy::too_many_arguments)]
 //! Fixtures with the real providers' shapes through the [`Meter`], checked
 //! against the numbers in the fixtures and costs worked out by hand from the
 //! bundled price list (`$/Mtok × 1000` = nano-USD per token).
@@ -12,30 +11,65 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Runs `body` through a meter in chunks of `piece` bytes and returns the
-/// record.
-fn meter(
-    provider: &str,
+/// One call of a fixture through a [`Meter`]: `provider/…` names the
+/// provider; the body arrives in chunks of `piece` bytes (default 4096).
+struct Call {
     api: Api,
+    fixture: &'static str,
     request: serde_json::Value,
     status: u16,
-    content_type: &str,
-    body: &[u8],
     piece: usize,
     end: End,
-) -> UsageRecord {
-    let cap = costtrace::testing::capture();
-    let mut req = request;
-    let facts = prepare_request(api, &mut req);
-    let mut m = Meter::new(provider, api, facts);
-    m.response(status, Some(content_type));
-    for c in body.chunks(piece) {
-        m.data(c);
+}
+
+impl Call {
+    fn new(api: Api, fixture: &'static str, request: serde_json::Value) -> Call {
+        Call {
+            api,
+            fixture,
+            request,
+            status: 200,
+            piece: 4096,
+            end: End::Complete,
+        }
     }
-    m.finish(end);
-    let mut u = cap.usages();
-    assert_eq!(u.len(), 1, "one record per call");
-    u.remove(0)
+
+    fn status(mut self, s: u16) -> Call {
+        self.status = s;
+        self
+    }
+
+    fn piece(mut self, n: usize) -> Call {
+        self.piece = n;
+        self
+    }
+
+    fn end(mut self, e: End) -> Call {
+        self.end = e;
+        self
+    }
+
+    /// The record the call makes (exactly one).
+    fn run(self) -> UsageRecord {
+        let cap = costtrace::testing::capture();
+        let mut req = self.request;
+        let facts = prepare_request(self.api, &mut req);
+        let (provider, _) = self.fixture.split_once('/').unwrap();
+        let content_type = if self.fixture.ends_with(".sse") {
+            "text/event-stream; charset=utf-8"
+        } else {
+            "application/json"
+        };
+        let mut m = Meter::new(provider, self.api, facts);
+        m.response(self.status, Some(content_type));
+        for c in fixture(self.fixture).chunks(self.piece) {
+            m.data(c);
+        }
+        m.finish(self.end);
+        let mut u = cap.usages();
+        assert_eq!(u.len(), 1, "one record per call");
+        u.remove(0)
+    }
 }
 
 fn counts(u: &UsageRecord) -> [Option<u64>; 5] {
@@ -50,16 +84,12 @@ fn counts(u: &UsageRecord) -> [Option<u64>; 5] {
 
 #[test]
 fn openai_chat_completion_with_cached_prompt() {
-    let u = meter(
-        "openai",
+    let u = Call::new(
         Api::ChatCompletions,
+        "openai/chat.json",
         serde_json::json!({"model": "gpt-4o", "messages": []}),
-        200,
-        "application/json",
-        &fixture("openai/chat.json"),
-        4096,
-        End::Complete,
-    );
+    )
+    .run();
     assert_eq!(u.model.as_deref(), Some("gpt-4o-2024-08-06"));
     assert_eq!(u.operation.as_deref(), Some("chat"));
     assert_eq!(
@@ -77,16 +107,13 @@ fn openai_chat_completion_with_cached_prompt() {
 #[test]
 fn openai_chat_stream_usage_from_the_last_chunk_however_it_is_split() {
     for piece in [1, 7, 64, 100_000] {
-        let u = meter(
-            "openai",
+        let u = Call::new(
             Api::ChatCompletions,
+            "openai/chat_stream.sse",
             serde_json::json!({"model": "gpt-4o-mini", "stream": true}),
-            200,
-            "text/event-stream; charset=utf-8",
-            &fixture("openai/chat_stream.sse"),
-            piece,
-            End::Complete,
-        );
+        )
+        .piece(piece)
+        .run();
         assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
         assert_eq!(counts(&u), [Some(19), Some(9), Some(0), None, Some(0)]);
         // gpt-4o-mini: $0.15 in, $0.60 out: 19 × 150 + 9 × 600
@@ -138,16 +165,7 @@ fn a_streamed_chat_asks_for_usage_unless_the_caller_said_no() {
 
 #[test]
 fn a_stream_without_usage_records_what_is_known_as_partial() {
-    let u = meter(
-        "openai",
-        Api::ChatCompletions,
-        serde_json::json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": false}}),
-        200,
-        "text/event-stream",
-        &fixture("openai/chat_stream_no_usage.sse"),
-        50,
-        End::Complete,
-    );
+    let u = Call::new(Api::ChatCompletions, "openai/chat_stream_no_usage.sse", serde_json::json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": false}})).piece(50).run();
     assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
     assert_eq!(counts(&u), [None; 5], "unknown stays unknown");
     assert!(u.partial);
@@ -158,16 +176,14 @@ fn a_stream_without_usage_records_what_is_known_as_partial() {
 
 #[test]
 fn a_cut_openai_stream_is_partial_with_the_chunks_seen() {
-    let u = meter(
-        "openai",
+    let u = Call::new(
         Api::ChatCompletions,
+        "openai/chat_stream_cut.sse",
         serde_json::json!({"model": "gpt-4o-mini", "stream": true}),
-        200,
-        "text/event-stream",
-        &fixture("openai/chat_stream_cut.sse"),
-        33,
-        End::Upstream("connection reset".into()),
-    );
+    )
+    .piece(33)
+    .end(End::Upstream("connection reset".into()))
+    .run();
     assert!(u.partial);
     assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
     assert_eq!(u.attrs["stream_events"], "5");
@@ -181,16 +197,13 @@ fn a_cut_openai_stream_is_partial_with_the_chunks_seen() {
 
 #[test]
 fn openai_embeddings() {
-    let u = meter(
-        "openai",
+    let u = Call::new(
         Api::Embeddings,
+        "openai/embeddings.json",
         serde_json::json!({"model": "text-embedding-3-small", "input": "The food was delicious"}),
-        200,
-        "application/json",
-        &fixture("openai/embeddings.json"),
-        10,
-        End::Complete,
-    );
+    )
+    .piece(10)
+    .run();
     assert_eq!(u.operation.as_deref(), Some("embedding"));
     assert_eq!(u.input_tokens, Some(8));
     // $0.02 per Mtok = 20 nano-USD per token
@@ -199,16 +212,13 @@ fn openai_embeddings() {
 
 #[test]
 fn openai_responses_with_cached_input_and_reasoning() {
-    let u = meter(
-        "openai",
+    let u = Call::new(
         Api::Responses,
+        "openai/responses.json",
         serde_json::json!({"model": "o4-mini", "input": "…"}),
-        200,
-        "application/json",
-        &fixture("openai/responses.json"),
-        100,
-        End::Complete,
-    );
+    )
+    .piece(100)
+    .run();
     assert_eq!(u.model.as_deref(), Some("o4-mini-2025-04-16"));
     assert_eq!(u.operation.as_deref(), Some("responses"));
     assert_eq!(
@@ -222,16 +232,13 @@ fn openai_responses_with_cached_input_and_reasoning() {
 
 #[test]
 fn openai_responses_stream() {
-    let u = meter(
-        "openai",
+    let u = Call::new(
         Api::Responses,
+        "openai/responses_stream.sse",
         serde_json::json!({"model": "o4-mini", "stream": true}),
-        200,
-        "text/event-stream",
-        &fixture("openai/responses_stream.sse"),
-        64,
-        End::Complete,
-    );
+    )
+    .piece(64)
+    .run();
     assert_eq!(counts(&u), [Some(37), Some(220), Some(0), None, Some(192)]);
     // 37 × 1100 + 220 × 4400
     assert_eq!(u.cost_nanos, Some(40_700 + 968_000));
@@ -240,16 +247,13 @@ fn openai_responses_stream() {
 
 #[test]
 fn provider_errors_are_failed_calls_not_free_ones() {
-    let u = meter(
-        "openai",
+    let u = Call::new(
         Api::ChatCompletions,
+        "openai/error_429.json",
         serde_json::json!({"model": "gpt-4o", "messages": []}),
-        429,
-        "application/json",
-        &fixture("openai/error_429.json"),
-        4096,
-        End::Complete,
-    );
+    )
+    .status(429)
+    .run();
     assert_eq!(u.model.as_deref(), Some("gpt-4o"), "the requested model");
     assert_eq!(u.attrs["http_status"], "429");
     let msg = u.error_message.as_deref().unwrap();
@@ -261,16 +265,13 @@ fn provider_errors_are_failed_calls_not_free_ones() {
     assert_eq!(u.cost_nanos, None);
     assert_eq!(u.cost_usd, None);
 
-    let u = meter(
-        "openai",
+    let u = Call::new(
         Api::ChatCompletions,
+        "openai/error_500.json",
         serde_json::json!({"model": "gpt-4o", "stream": true}),
-        500,
-        "application/json",
-        &fixture("openai/error_500.json"),
-        4096,
-        End::Complete,
-    );
+    )
+    .status(500)
+    .run();
     assert_eq!(
         u.error_message.as_deref(),
         Some(
@@ -278,16 +279,13 @@ fn provider_errors_are_failed_calls_not_free_ones() {
         )
     );
 
-    let u = meter(
-        "anthropic",
+    let u = Call::new(
         Api::Messages,
+        "anthropic/error_529.json",
         serde_json::json!({"model": "claude-sonnet-4-20250514", "max_tokens": 10}),
-        529,
-        "application/json",
-        &fixture("anthropic/error_529.json"),
-        4096,
-        End::Complete,
-    );
+    )
+    .status(529)
+    .run();
     assert_eq!(
         u.error_message.as_deref(),
         Some("HTTP 529 overloaded_error: Overloaded")
@@ -318,16 +316,13 @@ fn timeouts_and_refused_connections_are_errors() {
 
 #[test]
 fn anthropic_message_with_cache_write_and_read() {
-    let u = meter(
-        "anthropic",
+    let u = Call::new(
         Api::Messages,
+        "anthropic/messages.json",
         serde_json::json!({"model": "claude-sonnet-4-20250514", "max_tokens": 1024}),
-        200,
-        "application/json",
-        &fixture("anthropic/messages.json"),
-        128,
-        End::Complete,
-    );
+    )
+    .piece(128)
+    .run();
     assert_eq!(u.model.as_deref(), Some("claude-sonnet-4-20250514"));
     // input_tokens counts all prompt tokens: 21 + 2048 written + 4096 read
     assert_eq!(
@@ -345,16 +340,13 @@ fn anthropic_message_with_cache_write_and_read() {
 #[test]
 fn anthropic_stream_takes_start_and_delta_counts() {
     for piece in [1, 13, 100_000] {
-        let u = meter(
-            "anthropic",
+        let u = Call::new(
             Api::Messages,
+            "anthropic/messages_stream.sse",
             serde_json::json!({"model": "claude-3-5-haiku-latest", "stream": true}),
-            200,
-            "text/event-stream",
-            &fixture("anthropic/messages_stream.sse"),
-            piece,
-            End::Complete,
-        );
+        )
+        .piece(piece)
+        .run();
         assert_eq!(u.model.as_deref(), Some("claude-3-5-haiku-20241022"));
         assert_eq!(
             counts(&u),
@@ -373,16 +365,14 @@ fn anthropic_stream_takes_start_and_delta_counts() {
 
 #[test]
 fn a_cut_anthropic_stream_keeps_the_input_and_output_so_far() {
-    let u = meter(
-        "anthropic",
+    let u = Call::new(
         Api::Messages,
+        "anthropic/messages_stream_cut.sse",
         serde_json::json!({"model": "claude-3-5-haiku-latest", "stream": true}),
-        200,
-        "text/event-stream",
-        &fixture("anthropic/messages_stream_cut.sse"),
-        40,
-        End::ClientGone,
-    );
+    )
+    .piece(40)
+    .end(End::ClientGone)
+    .run();
     assert!(u.partial);
     assert_eq!(u.attrs["end"], "client_gone");
     assert_eq!(
@@ -396,16 +386,12 @@ fn a_cut_anthropic_stream_keeps_the_input_and_output_so_far() {
 
 #[test]
 fn an_error_event_mid_stream_is_recorded() {
-    let u = meter(
-        "anthropic",
+    let u = Call::new(
         Api::Messages,
+        "anthropic/messages_stream_error.sse",
         serde_json::json!({"model": "claude-3-5-haiku-latest", "stream": true}),
-        200,
-        "text/event-stream",
-        &fixture("anthropic/messages_stream_error.sse"),
-        4096,
-        End::Complete,
-    );
+    )
+    .run();
     assert_eq!(
         u.error_message.as_deref(),
         Some("overloaded_error: Overloaded")
