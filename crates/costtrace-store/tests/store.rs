@@ -53,6 +53,7 @@ suite!(
     tenant_scoping_hides_other_tenants,
     archive_moves_without_losing,
     reprice_fixes_wrong_costs_and_keeps_reported,
+    time_ranges_find_late_records,
     api_keys_crud,
     unknown_ids_are_none,
     records_after_follows_what_is_stored,

@@ -5,6 +5,7 @@
 //! by id) and a few read connections that WAL lets run beside the writer.
 //! A `:memory:` database has a single connection for both.
 
+mod blocks;
 mod read;
 mod tail;
 mod write;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/001_init.sql")),
     (2, include_str!("migrations/002_ingest_order.sql")),
     (3, include_str!("migrations/003_entity_task_type.sql")),
+    (4, include_str!("migrations/004_usage_blocks.sql")),
 ];
 
 /// Most read connections open at once. Reads beyond this wait (without
@@ -401,16 +403,18 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         // Read a chunk, price it here (the catalogue is borrowed), write
         // back only the rows whose pricing changed.
+        let from = from.map_or(i64::MIN, Timestamp::as_micros);
         let to = to.map_or(i64::MAX, Timestamp::as_micros);
-        let mut cursor = (from.map_or(i64::MIN, Timestamp::as_micros), i64::MIN);
+        let mut after = 0;
         let mut changed = 0;
         loop {
-            let rows = self
-                .read(ReadCost::Scan, move |c| write::reprice_chunk(c, cursor, to))
+            let chunk = self
+                .read(ReadCost::Scan, move |c| {
+                    write::reprice_chunk(c, after, from, to)
+                })
                 .await?;
-            let Some(last) = rows.last() else { break };
-            cursor = (last.ts, last.seq);
-            let full = rows.len() as i64 == write::REPRICE_CHUNK;
+            let Some((rows, last)) = chunk else { break };
+            after = last;
             let mut updates = Vec::new();
             for r in rows {
                 if r.price_version.as_deref() == Some(common::REPORTED) {
@@ -425,9 +429,6 @@ impl Store for SqliteStore {
                 changed += self
                     .write(move |w| write::apply_reprice(w, &updates))
                     .await?;
-            }
-            if !full {
-                break;
             }
         }
         Ok(changed)

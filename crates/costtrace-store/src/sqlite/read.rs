@@ -8,6 +8,7 @@ use costtrace_core::{Timestamp, nanos_to_usd};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
+use super::blocks;
 use crate::common::{self, Extent, GroupCost, UsageLine};
 use crate::{CostView, GroupBy, RequestFilter, RequestView, StoreError, SummaryRow, TenantScope};
 
@@ -348,18 +349,24 @@ pub(crate) fn usage_summary(
     } else {
         "(SELECT name FROM names WHERE id = g.k)"
     };
+    // A tenant's usage is a range of `usage_entity (entity_k, ts)`; all
+    // tenants' usage in a time range is found through `usage_blocks`.
+    let rows_in_range = match tenant {
+        Some(_) => "usage u WHERE u.entity_k = ?3 AND u.ts >= ?1 AND u.ts < ?2",
+        None => blocks::USAGE_IN_RANGE,
+    };
     let sql = format!(
         "SELECT g.k, g.x, {name}, g.priced, g.unpriced, g.cnt
          FROM (SELECT {k} AS k, {x} AS x, SUM(u.cost_nanos) AS priced,
                       COUNT(*) - COUNT(u.cost_nanos) AS unpriced, COUNT(*) AS cnt
-               FROM usage u
-               WHERE u.ts >= ?1 AND u.ts < ?2 AND (?3 IS NULL OR u.entity_k = ?3)
+               FROM {rows_in_range}
                GROUP BY 1, 2) g"
     );
     let from = from.map_or(i64::MIN, Timestamp::as_micros);
     let to = to.map_or(i64::MAX, Timestamp::as_micros);
     let mut st = c.prepare_cached(&sql)?;
-    let rows = st.query_map(rusqlite::params![from, to, tenant], |r| {
+    let args: Vec<i64> = [from, to].into_iter().chain(tenant).collect();
+    let rows = st.query_map(params_from_iter(args), |r| {
         let k: Option<i64> = r.get(0)?;
         let llm: bool = r.get(1)?;
         let name: Option<String> = r.get(2)?;

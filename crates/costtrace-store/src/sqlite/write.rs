@@ -7,6 +7,7 @@ use costtrace_core::{Record, RequestRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Writer;
+use super::blocks::{self, BlockRanges};
 use crate::common::{self, RawUsage};
 use crate::{ArchiveStats, RequestEnd, StoreError};
 
@@ -147,6 +148,7 @@ pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError>
     } = w;
     let tx = conn.transaction()?;
     let mut new = 0u64;
+    let mut ranges = BlockRanges::default();
     {
         let hot_sql = format!("INSERT OR IGNORE INTO usage {USAGE_INSERT}");
         let cold_sql = format!("INSERT OR IGNORE INTO usage_archive {USAGE_INSERT}");
@@ -188,7 +190,11 @@ pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError>
             let n = if u.ts < *archived_before {
                 tx.prepare_cached(&cold_sql)?.execute(p)?
             } else {
-                hot.execute(p)?
+                let n = hot.execute(p)?;
+                if n > 0 {
+                    ranges.note(tx.last_insert_rowid(), u.ts);
+                }
+                n
             };
             new += n as u64;
         }
@@ -210,6 +216,7 @@ pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError>
             }
         }
     }
+    ranges.save(&tx)?;
     tx.commit()?;
     Ok(new)
 }
@@ -335,13 +342,10 @@ pub(crate) fn end_request(w: &mut Writer, id: &str, end: &RequestEnd) -> Result<
 pub(crate) fn archive_before(w: &mut Writer, cutoff: i64) -> Result<ArchiveStats, StoreError> {
     let tx = w.conn.transaction()?;
     let mut moved = [0u64; 3];
-    for (i, (table, col)) in [
-        ("requests", "ts"),
-        ("usage", "ts"),
-        ("scopes", "started_at"),
-    ]
-    .into_iter()
-    .enumerate()
+    moved[1] = blocks::archive_usage(&tx, cutoff)?;
+    for ((table, col), i) in [("requests", "ts"), ("scopes", "started_at")]
+        .into_iter()
+        .zip([0, 2])
     {
         tx.execute(
             &format!(
@@ -365,26 +369,37 @@ pub(crate) fn archive_before(w: &mut Writer, cutoff: i64) -> Result<ArchiveStats
     })
 }
 
-/// Rows read per re-pricing step.
-pub(crate) const REPRICE_CHUNK: i64 = 5_000;
-
 /// One stored usage's pricing state, for re-pricing.
 pub(crate) struct PricedRow {
     pub seq: i64,
-    pub ts: i64,
     pub raw: RawUsage,
     pub cost_nanos: Option<i64>,
     pub price_version: Option<String>,
     pub unpriced_reason: Option<String>,
 }
 
-/// The next chunk of usage in `[from, to)` after cursor `(ts, seq)`, ordered
-/// by `(ts, seq)` along the `usage_ts` index.
+/// The usage in `[from, to)` of the first block (see `blocks`) past rowid
+/// `after` that overlaps that range, in rowid order, and the last rowid of
+/// that block (where the next chunk starts); `None` when no block is left.
 pub(crate) fn reprice_chunk(
     conn: &Connection,
-    after: (i64, i64),
+    after: i64,
+    from: i64,
     to: i64,
-) -> Result<Vec<PricedRow>, StoreError> {
+) -> Result<Option<(Vec<PricedRow>, i64)>, StoreError> {
+    let block: Option<i64> = conn
+        .prepare_cached(
+            "SELECT block FROM usage_blocks WHERE block >= ?1 AND max_ts >= ?2 AND min_ts < ?3
+             ORDER BY block LIMIT 1",
+        )?
+        .query_row(params![(after + 1) >> blocks::BLOCK_SHIFT, from, to], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(block) = block else {
+        return Ok(None);
+    };
+    let last = ((block + 1) << blocks::BLOCK_SHIFT) - 1;
     let mut st = conn.prepare_cached(
         "SELECT u.seq, u.ts, p.name, m.name, s.name, u.tier, u.input_tokens, u.output_tokens,
                 u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens, u.units,
@@ -394,13 +409,12 @@ pub(crate) fn reprice_chunk(
          LEFT JOIN names m ON m.id = u.model_k
          LEFT JOIN names s ON s.id = u.service_k
          LEFT JOIN names v ON v.id = u.price_version_k
-         WHERE (u.ts, u.seq) > (?1, ?2) AND u.ts < ?3
-         ORDER BY u.ts, u.seq LIMIT ?4",
+         WHERE u.seq > ?1 AND u.seq <= ?2 AND u.ts >= ?3 AND u.ts < ?4
+         ORDER BY u.seq",
     )?;
-    let rows = st.query_map(params![after.0, after.1, to, REPRICE_CHUNK], |r| {
+    let rows = st.query_map(params![after, last, from, to], |r| {
         Ok(PricedRow {
             seq: r.get(0)?,
-            ts: r.get(1)?,
             raw: RawUsage {
                 provider: r.get(2)?,
                 model: r.get(3)?,
@@ -415,7 +429,7 @@ pub(crate) fn reprice_chunk(
             unpriced_reason: r.get(14)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(Some((rows.collect::<Result<_, _>>()?, last)))
 }
 
 /// New pricing: (seq, cost_nanos, price_version, unpriced_reason).

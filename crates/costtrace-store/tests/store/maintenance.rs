@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use costtrace_core::Record;
-use costtrace_store::{AnyStore, Page, RequestFilter, Store, TenantScope};
+use costtrace_store::{AnyStore, GroupBy, Page, RequestFilter, Store, TenantScope};
 
 use crate::common::*;
 use crate::requests::scope_record;
@@ -148,4 +148,43 @@ pub(crate) async fn reprice_fixes_wrong_costs_and_keeps_reported(s: &AnyStore) {
             .total_cost_nanos,
         4_500_000
     );
+}
+
+/// Time ranges over all tenants find records wherever they were stored:
+/// records that arrive late (older than what is already stored, e.g. a
+/// replayed spool) and ranges spanning thousands of records.
+pub(crate) async fn time_ranges_find_late_records(s: &AnyStore) {
+    let on_time: Vec<_> = (0..5_000)
+        .map(|i| service(t(1_000 + i), "x", &[], Some(1), &[]))
+        .collect();
+    s.insert_records(&usage_records(on_time)).await.unwrap();
+    let late: Vec<_> = (0..3)
+        .map(|i| service(t(i), "late", &[], Some(10), &[]))
+        .collect();
+    s.insert_records(&usage_records(late)).await.unwrap();
+
+    let sum = |from: i64, to: i64| async move {
+        s.usage_summary(GroupBy::ServiceType, Some(t(from)), Some(t(to)), ALL)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.record_count, r.total_cost_nanos))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sum(0, 100).await, vec![("late".to_owned(), 3, 30)]);
+    assert_eq!(
+        sum(1_000, 6_000).await,
+        vec![("x".to_owned(), 5_000, 5_000)]
+    );
+    assert_eq!(
+        sum(2, 1_010).await,
+        vec![("late".to_owned(), 1, 10), ("x".to_owned(), 10, 10)]
+    );
+    assert_eq!(sum(6_000, 7_000).await, vec![]);
+
+    let stats = s.archive_before(t(1_100)).await.unwrap();
+    assert_eq!(stats.usage, 103);
+    assert_eq!(sum(0, 1_100).await, vec![]);
+    assert_eq!(sum(0, 6_000).await, vec![("x".to_owned(), 4_900, 4_900)]);
+    assert_eq!(s.archive_counts().await.unwrap().usage, 103);
 }
