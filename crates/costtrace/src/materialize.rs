@@ -2,6 +2,7 @@
 //! applies the secrets guard, prices usage.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use costtrace_core::secrets::{guard_attr, redact_text};
 use costtrace_core::{
@@ -9,8 +10,8 @@ use costtrace_core::{
     usd_to_nanos,
 };
 
-use crate::context::Frame;
-use crate::dispatch::{Event, UsageEvent};
+use crate::context::{Attr, Frame};
+use crate::dispatch::{Event, ScopeDone, UsageEvent};
 use crate::pricer::Pricer;
 
 pub(crate) struct Materializer {
@@ -19,9 +20,17 @@ pub(crate) struct Materializer {
 }
 
 fn attrs_of(frame: Option<&Frame>) -> Attrs {
+    attrs_with(frame, &[])
+}
+
+/// The attributes of `frame`'s chain with `own` on top.
+fn attrs_with(frame: Option<&Frame>, own: &[Attr]) -> Attrs {
     let mut raw = BTreeMap::new();
     if let Some(f) = frame {
         f.flatten_into(&mut raw);
+    }
+    for (k, v) in own {
+        raw.insert(k.to_string(), v.to_string());
     }
     for (k, v) in raw.iter_mut() {
         let guarded = guard_attr(k, v);
@@ -64,6 +73,7 @@ impl Materializer {
                     item_count: s.item_count,
                 }))
             }
+            Event::ScopeDone(d) => Some(Record::Scope(self.scope_done(d))),
             Event::Usage(u) => Some(Record::Usage(self.usage(u))),
             Event::Record(r) => {
                 let mut r = (**r).clone();
@@ -72,6 +82,42 @@ impl Materializer {
                 }
                 Some(r)
             }
+        }
+    }
+
+    fn scope_done(&self, d: &ScopeDone) -> ScopeRecord {
+        let rare = d.rare.as_deref();
+        let outcome = rare.and_then(|r| r.outcome.as_deref());
+        let error_message = outcome.and_then(|o| {
+            o.error
+                .lock()
+                .ok()
+                .and_then(|e| e.as_deref().map(redact_text))
+        });
+        let errors = outcome
+            .and_then(|o| o.errors.lock().ok().map(|e| e.clone()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut e| {
+                e.error = redact_text(&e.error);
+                e
+            })
+            .collect();
+        ScopeRecord {
+            id: d.id,
+            parent_id: d.parent_id(),
+            name: d.name().to_owned(),
+            attrs: attrs_with(d.parent.as_deref(), &d.attrs),
+            environment: self.environment,
+            started_at: Timestamp(d.started_micros),
+            duration_ms: d.duration_nanos as f64 / 1e6,
+            error_occurred: error_message.is_some(),
+            error_message,
+            success_count: outcome.map_or(0, |o| o.success.load(Ordering::Relaxed)),
+            failure_count: outcome.map_or(0, |o| o.failure.load(Ordering::Relaxed)),
+            errors,
+            pricing_tier: d.tier(),
+            item_count: rare.and_then(|r| r.item_count),
         }
     }
 

@@ -339,6 +339,16 @@ pub(crate) fn dispatch_global(ev: Event) {
     }
 }
 
+/// [`dispatch_global`] for an event built in place in the thread's buffer.
+#[inline(always)]
+pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
+    if let Ok(g) = GLOBAL.read()
+        && let Some(shared) = g.as_ref()
+    {
+        shared.push_with(make);
+    }
+}
+
 fn global() -> Option<Arc<Shared>> {
     GLOBAL.read().ok().and_then(|g| g.clone())
 }
@@ -485,28 +495,72 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The fast path of [`Dispatch::dispatch`]: this thread's buffer is
+    /// registered and has room, so the event is built straight into it.
+    /// Anything else (first use, full buffer, poisoned lock) takes the
+    /// general path.
+    /// Runs `f` on this thread's buffer if it is registered with this
+    /// recorder (no reference count touched).
+    #[inline(always)]
+    fn with_registered<R>(&self, f: impl FnOnce(&ThreadBuffer) -> Option<R>) -> Option<R> {
+        LOCAL
+            .try_with(|l| {
+                let l = l.try_borrow().ok()?;
+                let (g, buf) = l.as_ref()?;
+                if *g != self.generation {
+                    return None;
+                }
+                f(buf)
+            })
+            .ok()
+            .flatten()
+    }
+
+    #[inline(always)]
+    fn push_with(&self, make: impl FnOnce() -> Event) {
+        let mut make = Some(make);
+        let pushed = self.with_registered(|buf| {
+            buf.free_some_spent();
+            let mut events = buf.events.lock().ok()?;
+            if events.len() >= self.capacity {
+                return None;
+            }
+            let make = make.take()?;
+            events.push(make());
+            let len = events.len();
+            drop(events);
+            if len >= self.wake_at {
+                self.wake();
+            }
+            Some(())
+        });
+        if pushed.is_some() {
+            return;
+        }
+        if let Some(make) = make {
+            self.dispatch(make());
+        }
+    }
+}
+
 impl Dispatch for Shared {
     fn dispatch(&self, ev: Event) {
         // Fast path: this thread's buffer is registered; no reference count
         // is touched.
         let mut slot = Some(ev);
-        let fast = LOCAL.try_with(|l| {
-            let l = l.try_borrow().ok()?;
-            let (g, b) = l.as_ref()?;
-            if *g != self.generation {
-                return None;
-            }
+        let fast = self.with_registered(|b| {
             let ev = slot.take()?;
             Some(self.try_push(b, ev))
         });
         let mut pending = match (fast, slot) {
-            (Ok(Some(Ok(()))), _) => return,
-            (Ok(Some(Err(ev))), _) => ev,
-            (_, Some(ev)) => match self.try_push(&self.local(), ev) {
+            (Some(Ok(())), _) => return,
+            (Some(Err(ev)), _) => ev,
+            (None, Some(ev)) => match self.try_push(&self.local(), ev) {
                 Ok(()) => return,
                 Err(ev) => ev,
             },
-            (_, None) => return,
+            (None, None) => return,
         };
         // The buffer is full: wake the recorder, then wait or drop.
         let deadline = match self.policy {
@@ -717,6 +771,9 @@ impl Worker {
                     self.write();
                 }
             }
+            // Events that hold nothing allocated elsewhere are dropped here:
+            // handing them back would only cost the caller a copy.
+            taken.retain(|ev| !matches!(ev, Event::ScopeDone(d) if d.owns_no_memory()));
             // Two references: ours and the registry's. The thread has exited.
             let exited = Arc::strong_count(buf) == 2;
             gone |= exited;

@@ -13,7 +13,7 @@ use costtrace_core::{ItemError, MAX_SCOPE_ERRORS, PricingTier};
 use uuid::Uuid;
 
 use crate::context::{self, Attr, Context, Frame};
-use crate::dispatch::{self, Event};
+use crate::dispatch::{self, Event, ScopeDone, ScopeRare};
 use crate::id::Instant;
 use crate::{id, panic};
 
@@ -90,15 +90,7 @@ pub(crate) enum Ending {
     Cancelled,
 }
 
-/// Records the scope held by `frame`, exactly once.
-pub(crate) fn finish(frame: &Arc<Frame>, ending: Ending) {
-    let Some(s) = frame.scope.as_ref() else {
-        return;
-    };
-    if s.finished.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let duration = s.start.elapsed();
+fn set_ending(s: &ScopeData, ending: Ending) {
     match ending {
         Ending::Normal => {}
         Ending::Panicked => s.set_error_if_none(|| match panic::last_message() {
@@ -109,15 +101,81 @@ pub(crate) fn finish(frame: &Arc<Frame>, ending: Ending) {
             "cancelled: the future was dropped before it completed".to_owned()
         }),
     }
-    let d = frame.dispatch.as_ref();
-    if dispatch::enabled(d) {
-        dispatch::send(
-            d,
-            Event::ScopeEnd {
-                frame: frame.clone(),
-                duration,
-            },
-        );
+}
+
+/// Records the scope held by `frame`, exactly once, and releases the frame.
+///
+/// When nothing else holds the frame (the usual case: no `Context` or
+/// `ScopeHandle` clone outlived the scope), its fields are moved into the
+/// event and the frame is freed here, on the thread that allocated it; only
+/// otherwise does the shared frame travel to the recorder.
+pub(crate) fn finish(frame: Arc<Frame>, ending: Ending) {
+    let Some(s) = frame.scope.as_ref() else {
+        return;
+    };
+    let duration = s.start.elapsed();
+    if ending != Ending::Normal {
+        set_ending(s, ending);
+    }
+    if !dispatch::enabled(frame.dispatch.as_ref()) {
+        return;
+    }
+    match Arc::try_unwrap(frame) {
+        Ok(Frame {
+            parent,
+            attrs,
+            scope: Some(s),
+            tier,
+            dispatch: d,
+            ..
+        }) => {
+            if s.finished.load(Ordering::Acquire) {
+                return;
+            }
+            let inherited = parent.as_ref().map_or(PricingTier::Standard, |p| p.tier);
+            let outcome = s.outcome.into_inner();
+            let (name, owned_name) = match s.name {
+                Cow::Borrowed(n) => (n, None),
+                Cow::Owned(n) => ("", Some(n)),
+            };
+            let rare = if owned_name.is_some()
+                || s.item_count.is_some()
+                || outcome.is_some()
+                || tier != inherited
+            {
+                Some(Box::new(ScopeRare {
+                    name: owned_name,
+                    item_count: s.item_count,
+                    outcome,
+                    tier: (tier != inherited).then_some(tier),
+                }))
+            } else {
+                None
+            };
+            let duration_nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+            dispatch::send_with(d.as_ref(), move || {
+                Event::ScopeDone(ScopeDone {
+                    id: s.id,
+                    started_micros: s.started_micros,
+                    duration_nanos,
+                    name,
+                    attrs,
+                    parent,
+                    rare,
+                })
+            });
+        }
+        Ok(_) => {}
+        Err(frame) => {
+            let Some(s) = frame.scope.as_ref() else {
+                return;
+            };
+            if s.finished.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let d = frame.dispatch.clone();
+            dispatch::send(d.as_ref(), Event::ScopeEnd { frame, duration });
+        }
     }
 }
 
@@ -254,7 +312,7 @@ impl ScopeBuilder {
             None,
         ));
         ActiveScope {
-            handle: ScopeHandle { frame },
+            handle: Some(ScopeHandle { frame }),
         }
     }
 
@@ -381,43 +439,59 @@ pub fn current_scope() -> Option<ScopeHandle> {
 /// future wrappers and `#[tracked]`.
 #[must_use = "the scope is recorded as cancelled when this is dropped"]
 pub struct ActiveScope {
-    handle: ScopeHandle,
+    /// `None` once recorded.
+    handle: Option<ScopeHandle>,
 }
 
 impl fmt::Debug for ActiveScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ActiveScope")
-            .field("id", &self.handle.id())
+            .field("id", &self.handle().id())
             .finish()
     }
 }
 
+/// What `ActiveScope::handle` answers after the scope was recorded (not
+/// reachable through the public API, which consumes the scope to record it).
+fn ended_handle() -> &'static ScopeHandle {
+    static ENDED: OnceLock<ScopeHandle> = OnceLock::new();
+    ENDED.get_or_init(|| ScopeHandle {
+        frame: Arc::new(Frame::child(None, Vec::new(), None, None, None)),
+    })
+}
+
 impl ActiveScope {
     pub fn handle(&self) -> &ScopeHandle {
-        &self.handle
+        self.handle.as_ref().unwrap_or_else(|| ended_handle())
     }
 
     pub fn context(&self) -> Context {
-        self.handle.context()
+        self.handle().context()
     }
 
     /// Records the scope as ended normally (plus any error set on it).
-    pub fn complete(self) {
-        finish(&self.handle.frame, Ending::Normal);
+    pub fn complete(mut self) {
+        self.end(Ending::Normal);
     }
 
     /// Records the scope, failed with `error` when it is `Some`.
     pub fn complete_with(self, error: Option<String>) {
-        if let (Some(e), Some(d)) = (error, self.handle.data()) {
+        if let (Some(e), Some(d)) = (error, self.handle().data()) {
             d.set_error_if_none(|| e);
         }
         self.complete();
     }
 
     pub(crate) fn elapsed(&self) -> Duration {
-        self.handle
+        self.handle()
             .data()
             .map_or(Duration::ZERO, |d| d.start.elapsed())
+    }
+
+    fn end(&mut self, ending: Ending) {
+        if let Some(h) = self.handle.take() {
+            finish(h.frame, ending);
+        }
     }
 }
 
@@ -428,7 +502,7 @@ impl Drop for ActiveScope {
         } else {
             Ending::Cancelled
         };
-        finish(&self.handle.frame, ending);
+        self.end(ending);
     }
 }
 
@@ -455,12 +529,12 @@ impl fmt::Debug for ScopeGuard {
 impl ScopeGuard {
     /// The scope's record id.
     pub fn id(&self) -> Uuid {
-        self.active.handle.id()
+        self.active.handle().id()
     }
 
     /// A handle that can be sent to other threads or tasks.
     pub fn handle(&self) -> ScopeHandle {
-        self.active.handle.clone()
+        self.active.handle().clone()
     }
 
     /// The scope's context.
@@ -470,17 +544,17 @@ impl ScopeGuard {
 
     /// Counts one item processed successfully.
     pub fn success(&self) {
-        self.active.handle.success();
+        self.active.handle().success();
     }
 
     /// Counts one failed item; see [`ScopeHandle::failure`].
     pub fn failure(&self, item: impl fmt::Display, error: impl fmt::Display) -> bool {
-        self.active.handle.failure(item, error)
+        self.active.handle().failure(item, error)
     }
 
     /// Marks the scope failed with `message`.
     pub fn fail(&self, message: impl fmt::Display) {
-        self.active.handle.fail(message);
+        self.active.handle().fail(message);
     }
 
     /// Time since the scope started.
@@ -499,6 +573,6 @@ impl Drop for ScopeGuard {
         } else {
             Ending::Normal
         };
-        finish(&self.active.handle.frame, ending);
+        self.active.end(ending);
     }
 }
