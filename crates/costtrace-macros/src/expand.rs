@@ -37,8 +37,8 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
                     #key,
                     {
                         #[allow(unused_imports)]
-                        use ::costtrace::__private::{AttrDisplay as _, AttrOption as _};
-                        (&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
+                        use ::costtrace::__private::{AttrDisplay as _, AttrOption as _, AttrStr as _};
+                        (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
                     },
                 );
             }
@@ -49,8 +49,8 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
                     #key,
                     {
                         #[allow(unused_imports)]
-                        use ::costtrace::__private::{AttrDisplay as _, AttrNone as _, AttrOption as _};
-                        (&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
+                        use ::costtrace::__private::{AttrDisplay as _, AttrNone as _, AttrOption as _, AttrStr as _};
+                        (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
                     },
                 );
             }

@@ -1,7 +1,10 @@
 //! Support for `#[costtrace::tracked]`. Not a public API: it may change in
 //! any release.
 
+use std::borrow::Cow;
 use std::fmt::Display;
+
+use compact_str::{CompactString, ToCompactString};
 
 pub use crate::future::__watched as watched;
 pub use crate::scope::{ActiveScope, ScopeBuilder, scope};
@@ -15,37 +18,81 @@ pub fn start(b: ScopeBuilder) -> ActiveScope {
 #[allow(missing_debug_implementations)]
 pub struct Probe<'a, T: ?Sized>(pub &'a T);
 
+/// An attribute value as the scope stores it.
+pub type Value = CompactString;
+
+/// Text arguments (`&str`, `String`, `&String`, `Cow<str>` and `Option`s of
+/// them): copied as they are, without going through `Display`.
+pub trait AttrStr {
+    fn costtrace_attr(&self) -> Option<Value>;
+}
+impl AttrStr for &&&Probe<'_, &str> {
+    fn costtrace_attr(&self) -> Option<Value> {
+        Some(CompactString::new(self.0))
+    }
+}
+impl AttrStr for &&&Probe<'_, String> {
+    fn costtrace_attr(&self) -> Option<Value> {
+        Some(CompactString::new(self.0))
+    }
+}
+impl AttrStr for &&&Probe<'_, &String> {
+    fn costtrace_attr(&self) -> Option<Value> {
+        Some(CompactString::new(self.0))
+    }
+}
+impl AttrStr for &&&Probe<'_, Cow<'_, str>> {
+    fn costtrace_attr(&self) -> Option<Value> {
+        Some(CompactString::new(self.0))
+    }
+}
+impl AttrStr for &&&Probe<'_, Option<&str>> {
+    fn costtrace_attr(&self) -> Option<Value> {
+        self.0.map(CompactString::new)
+    }
+}
+impl AttrStr for &&&Probe<'_, Option<String>> {
+    fn costtrace_attr(&self) -> Option<Value> {
+        self.0.as_deref().map(CompactString::new)
+    }
+}
+impl AttrStr for &&&Probe<'_, &Option<String>> {
+    fn costtrace_attr(&self) -> Option<Value> {
+        self.0.as_deref().map(CompactString::new)
+    }
+}
+
 /// `Option<impl Display>` arguments: set when `Some`.
 pub trait AttrOption {
-    fn costtrace_attr(&self) -> Option<String>;
+    fn costtrace_attr(&self) -> Option<Value>;
 }
 impl<T: Display> AttrOption for &&Probe<'_, Option<T>> {
-    fn costtrace_attr(&self) -> Option<String> {
-        self.0.as_ref().map(|v| v.to_string())
+    fn costtrace_attr(&self) -> Option<Value> {
+        self.0.as_ref().map(|v| v.to_compact_string())
     }
 }
 impl<T: Display> AttrOption for &&Probe<'_, &Option<T>> {
-    fn costtrace_attr(&self) -> Option<String> {
-        self.0.as_ref().map(|v| v.to_string())
+    fn costtrace_attr(&self) -> Option<Value> {
+        self.0.as_ref().map(|v| v.to_compact_string())
     }
 }
 
 /// Any `Display` argument.
 pub trait AttrDisplay {
-    fn costtrace_attr(&self) -> Option<String>;
+    fn costtrace_attr(&self) -> Option<Value>;
 }
 impl<T: Display + ?Sized> AttrDisplay for &Probe<'_, T> {
-    fn costtrace_attr(&self) -> Option<String> {
-        Some(self.0.to_string())
+    fn costtrace_attr(&self) -> Option<Value> {
+        Some(self.0.to_compact_string())
     }
 }
 
 /// Anything else (only for the automatically extracted names).
 pub trait AttrNone {
-    fn costtrace_attr(&self) -> Option<String>;
+    fn costtrace_attr(&self) -> Option<Value>;
 }
 impl<T: ?Sized> AttrNone for Probe<'_, T> {
-    fn costtrace_attr(&self) -> Option<String> {
+    fn costtrace_attr(&self) -> Option<Value> {
         None
     }
 }
@@ -71,6 +118,10 @@ impl<T: ?Sized> OutcomeOther for Probe<'_, T> {
 }
 
 /// Adds a probed attribute.
-pub fn attr(b: ScopeBuilder, key: &'static str, value: Option<String>) -> ScopeBuilder {
-    b.attr_opt(key, value)
+#[inline]
+pub fn attr(b: ScopeBuilder, key: &'static str, value: Option<Value>) -> ScopeBuilder {
+    match value {
+        Some(v) => b.attr_value(CompactString::const_new(key), v),
+        None => b,
+    }
 }

@@ -26,6 +26,40 @@ use crate::scope::ScopeData;
 
 pub(crate) type Attr = (CompactString, CompactString);
 
+thread_local! {
+    /// Emptied attribute vectors of this thread's ended scopes, reused by the
+    /// next scopes built here instead of allocating.
+    static ATTR_POOL: RefCell<Vec<Vec<Attr>>> = const { RefCell::new(Vec::new()) };
+}
+
+const ATTR_POOL_MAX: usize = 64;
+/// Larger vectors are freed, not kept.
+const ATTR_POOL_MAX_CAPACITY: usize = 16;
+
+/// Keeps `v` (emptied) for reuse on this thread.
+pub(crate) fn recycle_attrs(mut v: Vec<Attr>) {
+    if v.capacity() == 0 || v.capacity() > ATTR_POOL_MAX_CAPACITY {
+        return;
+    }
+    v.clear();
+    let _ = ATTR_POOL.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < ATTR_POOL_MAX
+        {
+            p.push(v);
+        }
+    });
+}
+
+/// An empty attribute vector, reused when one is available.
+pub(crate) fn pooled_attrs() -> Vec<Attr> {
+    ATTR_POOL
+        .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 pub(crate) struct Frame {
     pub(crate) parent: Option<Arc<Frame>>,
     /// This frame's own attributes, in the order they were set.
@@ -87,6 +121,13 @@ impl Frame {
     }
 }
 
+/// `a == b`, checking the length and the last byte before comparing the
+/// whole keys (keys such as `key_1` … `key_999` differ mostly at the end).
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+}
+
 /// A snapshot of the current context: its variables, its scope and its
 /// pricing tier. Cheap to clone (one reference count).
 ///
@@ -123,7 +164,7 @@ impl Context {
     pub fn get(&self, key: &str) -> Option<&str> {
         let mut f = self.frame.as_deref();
         while let Some(frame) = f {
-            if let Some((_, v)) = frame.attrs.iter().rev().find(|(k, _)| k == key) {
+            if let Some((_, v)) = frame.attrs.iter().rev().find(|(k, _)| same_key(k, key)) {
                 return Some(v.as_str());
             }
             f = frame.parent.as_deref();

@@ -380,19 +380,26 @@ impl ThreadBuffer {
         if !self.has_spent.load(Ordering::Relaxed) {
             return;
         }
-        let mut freed = Vec::with_capacity(0);
+        // Taken out under the lock, freed after it (no allocation here).
+        let (mut a, mut b) = (None, None);
         if let Ok(mut spent) = self.spent.try_lock() {
-            for _ in 0..2 {
-                match spent.pop() {
-                    Some(ev) => freed.push(ev),
-                    None => break,
-                }
-            }
+            a = spent.pop();
+            b = spent.pop();
             if spent.is_empty() {
                 self.has_spent.store(false, Ordering::Relaxed);
             }
         }
-        drop(freed);
+        for ev in [a.take(), b.take()].into_iter().flatten() {
+            recycle(ev);
+        }
+    }
+}
+
+/// Frees a spent event on its own thread, keeping its attribute vector for
+/// the next scope built here.
+fn recycle(ev: Event) {
+    if let Event::ScopeDone(mut d) = ev {
+        crate::context::recycle_attrs(std::mem::take(&mut d.attrs));
     }
 }
 
@@ -574,6 +581,7 @@ impl Dispatch for Shared {
                 Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_micros(50)),
                 _ => {
                     self.drop_event("buffer full");
+                    recycle(pending);
                     return;
                 }
             }

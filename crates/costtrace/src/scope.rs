@@ -242,9 +242,16 @@ impl fmt::Debug for ScopeBuilder {
 impl ScopeBuilder {
     /// Sets an attribute; inherited by everything inside the scope. A later
     /// value for the same key wins.
-    pub fn attr(mut self, key: impl AsRef<str>, value: impl fmt::Display) -> Self {
-        self.attrs
-            .push((CompactString::new(key.as_ref()), value.to_compact_string()));
+    pub fn attr(self, key: impl AsRef<str>, value: impl fmt::Display) -> Self {
+        self.attr_value(CompactString::new(key.as_ref()), value.to_compact_string())
+    }
+
+    #[inline]
+    pub(crate) fn attr_value(mut self, key: CompactString, value: CompactString) -> Self {
+        if self.attrs.capacity() == 0 {
+            self.attrs = context::pooled_attrs();
+        }
+        self.attrs.push((key, value));
         self
     }
 
@@ -254,6 +261,9 @@ impl ScopeBuilder {
         attrs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         let it = attrs.into_iter();
+        if self.attrs.capacity() == 0 {
+            self.attrs = context::pooled_attrs();
+        }
         self.attrs.reserve(it.size_hint().0);
         for (k, v) in it {
             self.attrs
