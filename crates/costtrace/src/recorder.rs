@@ -269,13 +269,16 @@ impl Config {
         }
         let shared = Arc::new(Shared {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
-            control: tx,
+            control: tx.clone(),
             buffers: Mutex::new(Vec::new()),
             health: health.clone(),
             policy: self.policy,
             capacity: self.queue_capacity,
             wake_at: self.batch_size.min(self.queue_capacity).max(1),
-            wake_pending: AtomicBool::new(false),
+            waker: Arc::new(Waker {
+                control: tx,
+                pending: AtomicBool::new(false),
+            }),
         });
         let worker = Worker {
             rx,
@@ -300,6 +303,7 @@ impl Config {
             .map_err(Error::Thread)?;
         *slot = Some(shared.clone());
         ACTIVE.store(true, Ordering::Release);
+        ACTIVE_GENERATION.store(shared.generation, Ordering::Release);
         tracing::debug!(environment = %self.environment, "costtrace recorder started");
         Ok(InitGuard {
             shared,
@@ -326,6 +330,9 @@ pub fn init() -> Result<InitGuard, Error> {
 
 static GLOBAL: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The generation of the installed recorder (0: none), for the lock-free
+/// fast path of [`dispatch_global_with`].
+static ACTIVE_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn global_active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
@@ -342,10 +349,24 @@ pub(crate) fn dispatch_global(ev: Event) {
 /// [`dispatch_global`] for an event built in place in the thread's buffer.
 #[inline(always)]
 pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
-    if let Ok(g) = GLOBAL.read()
-        && let Some(shared) = g.as_ref()
+    // Fast path: this thread already has a buffer with the running recorder,
+    // so neither the global lock nor a reference count is touched.
+    let mut make = Some(make);
+    let pushed = LOCAL
+        .try_with(|l| {
+            let l = l.try_borrow().ok()?;
+            let (g, buf) = l.as_ref()?;
+            if *g != ACTIVE_GENERATION.load(Ordering::Acquire) {
+                return None;
+            }
+            buf.push_with(&mut make)
+        })
+        .ok()
+        .flatten();
+    if pushed.is_none()
+        && let Some(make) = make
     {
-        shared.push_with(make);
+        dispatch_global(make());
     }
 }
 
@@ -366,16 +387,57 @@ static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// back so that this thread frees them: with glibc's allocator, freeing on
 /// the recorder thread memory that this thread allocated makes both threads
 /// fight over this thread's arena lock.
-#[derive(Default)]
 struct ThreadBuffer {
     events: Mutex<Vec<Event>>,
     spent: Mutex<Vec<Event>>,
     has_spent: AtomicBool,
+    /// Set (under the `events` lock) by the recorder's last drain: later
+    /// pushes take the general path, which finds the recorder gone.
+    closed: AtomicBool,
+    /// Copied from the recorder so that the fast path needs nothing else.
+    capacity: usize,
+    wake_at: usize,
+    waker: Arc<Waker>,
+}
+
+/// Wakes the recorder thread when a buffer reaches the batch size.
+struct Waker {
+    control: Sender<Msg>,
+    /// Set when a wake-up is on its way, so a burst of full buffers sends one
+    /// message (and at most one futex wake), not one per event.
+    pending: AtomicBool,
+}
+
+impl Waker {
+    fn wake(&self) {
+        if !self.pending.load(Ordering::Relaxed) && !self.pending.swap(true, Ordering::AcqRel) {
+            let _ = self.control.try_send(Msg::Wake);
+        }
+    }
 }
 
 impl ThreadBuffer {
     /// Frees a few spent events; called on this thread's pushes so the cost
     /// is spread thinly (two per push frees faster than one push allocates).
+    /// Builds and pushes the event when this buffer is open and has room;
+    /// `None` (with `make` left in place) sends the caller to the general path.
+    #[inline(always)]
+    fn push_with(&self, make: &mut Option<impl FnOnce() -> Event>) -> Option<()> {
+        self.free_some_spent();
+        let mut events = self.events.lock().ok()?;
+        if events.len() >= self.capacity || self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let make = make.take()?;
+        events.push(make());
+        let len = events.len();
+        drop(events);
+        if len >= self.wake_at {
+            self.waker.wake();
+        }
+        Some(())
+    }
+
     fn free_some_spent(&self) {
         if !self.has_spent.load(Ordering::Relaxed) {
             return;
@@ -417,14 +479,20 @@ struct Shared {
     /// Events one thread may have pending.
     capacity: usize,
     wake_at: usize,
-    /// Set when a wake-up is on its way, so a burst of full buffers sends one
-    /// message (and at most one futex wake), not one per event.
-    wake_pending: AtomicBool,
+    waker: Arc<Waker>,
 }
 
 impl Shared {
     fn register(&self) -> Arc<ThreadBuffer> {
-        let buf = Arc::new(ThreadBuffer::default());
+        let buf = Arc::new(ThreadBuffer {
+            events: Mutex::new(Vec::new()),
+            spent: Mutex::new(Vec::new()),
+            has_spent: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            capacity: self.capacity,
+            wake_at: self.wake_at,
+            waker: self.waker.clone(),
+        });
         if let Ok(mut all) = self.buffers.lock() {
             all.push(buf.clone());
         }
@@ -453,11 +521,7 @@ impl Shared {
     }
 
     fn wake(&self) {
-        if !self.wake_pending.load(Ordering::Relaxed)
-            && !self.wake_pending.swap(true, Ordering::AcqRel)
-        {
-            let _ = self.control.try_send(Msg::Wake);
-        }
+        self.waker.wake();
     }
 
     fn drop_event(&self, why: &str) {
@@ -522,32 +586,6 @@ impl Shared {
             })
             .ok()
             .flatten()
-    }
-
-    #[inline(always)]
-    fn push_with(&self, make: impl FnOnce() -> Event) {
-        let mut make = Some(make);
-        let pushed = self.with_registered(|buf| {
-            buf.free_some_spent();
-            let mut events = buf.events.lock().ok()?;
-            if events.len() >= self.capacity {
-                return None;
-            }
-            let make = make.take()?;
-            events.push(make());
-            let len = events.len();
-            drop(events);
-            if len >= self.wake_at {
-                self.wake();
-            }
-            Some(())
-        });
-        if pushed.is_some() {
-            return;
-        }
-        if let Some(make) = make {
-            self.dispatch(make());
-        }
     }
 }
 
@@ -686,6 +724,7 @@ impl Drop for InitGuard {
             if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &self.shared)) {
                 *slot = None;
                 ACTIVE.store(false, Ordering::Release);
+                ACTIVE_GENERATION.store(0, Ordering::Release);
             }
         }
         match request(&self.shared.control, Msg::Shutdown, self.shutdown_timeout) {
@@ -732,7 +771,7 @@ impl Worker {
                     let _ = ack.send(());
                 }
                 Ok(Msg::Shutdown(ack)) => {
-                    self.drain();
+                    self.drain_final();
                     self.replay_spool();
                     self.write();
                     let _ = self.sink.flush();
@@ -748,7 +787,7 @@ impl Worker {
                     next_tick = Instant::now() + self.flush_interval;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.drain();
+                    self.drain_final();
                     self.write();
                     let _ = self.sink.flush();
                     return;
@@ -760,7 +799,18 @@ impl Worker {
     /// Takes every thread's pending events, materializes them and writes full
     /// batches. Buffers of threads that have exited are dropped once empty.
     fn drain(&mut self) {
-        self.shared.wake_pending.store(false, Ordering::Release);
+        self.drain_buffers(false);
+    }
+
+    /// The last drain: also closes every buffer, under its lock, so that a
+    /// push that raced with the shutdown either made it into this drain or
+    /// sees the buffer closed (and then finds no recorder installed).
+    fn drain_final(&mut self) {
+        self.drain_buffers(true);
+    }
+
+    fn drain_buffers(&mut self, close: bool) {
+        self.shared.waker.pending.store(false, Ordering::Release);
         let buffers = match self.shared.buffers.lock() {
             Ok(b) => b.clone(),
             Err(_) => return,
@@ -770,6 +820,9 @@ impl Worker {
             let mut taken = std::mem::take(&mut self.spare);
             if let Ok(mut events) = buf.events.lock() {
                 std::mem::swap(&mut *events, &mut taken);
+                if close {
+                    buf.closed.store(true, Ordering::Relaxed);
+                }
             }
             for ev in &taken {
                 if let Some(r) = self.materializer.record(ev) {
