@@ -32,7 +32,7 @@ thread_local! {
     static ATTR_POOL: RefCell<Vec<Vec<Attr>>> = const { RefCell::new(Vec::new()) };
 }
 
-const ATTR_POOL_MAX: usize = 64;
+const ATTR_POOL_MAX: usize = 256;
 /// Larger vectors are freed, not kept.
 const ATTR_POOL_MAX_CAPACITY: usize = 16;
 
