@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/001_init.sql")),
     (2, include_str!("migrations/002_ingest_order.sql")),
     (3, include_str!("migrations/003_entity_task_type.sql")),
+    (4, include_str!("migrations/004_ingest_seq_cache.sql")),
 ];
 
 /// Connections in the pool.

@@ -73,7 +73,7 @@ pub(crate) async fn insert_records(store: &PgStore, records: &[Record]) -> Resul
             ))
             .await?;
         let mut w = pin!(BinaryCopyInWriter::new(sink, &USAGE_TYPES));
-        for u in usage {
+        for u in &usage {
             let l = common::links(&u.attrs);
             let units = (!u.units.is_empty()).then_some(Json(&u.units));
             let attrs = l.rest.as_ref().map(Json);
@@ -115,26 +115,33 @@ pub(crate) async fn insert_records(store: &PgStore, records: &[Record]) -> Resul
             w.as_mut().write(&row).await?;
         }
         w.finish().await?;
-        new += tx
-            .execute(
-                // Columns named: the staging table has no defaults for the
-                // ingest order columns (migration 2).
-                &format!(
-                    "INSERT INTO usage ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS} FROM usage_stage
-                     WHERE ts >= $1 ON CONFLICT (id) DO NOTHING"
-                ),
-                &[&watermark],
-            )
-            .await?;
-        new += tx
-            .execute(
-                &format!(
-                    "INSERT INTO usage_archive ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
-                     FROM usage_stage WHERE ts < $1 ON CONFLICT (id) DO NOTHING"
-                ),
-                &[&watermark],
-            )
-            .await?;
+        // Each INSERT … SELECT reads the whole staging table: skip the one
+        // with nothing to move (the archive one, almost always).
+        let cold = usage.iter().filter(|u| u.timestamp.0 < watermark).count();
+        if cold < usage.len() {
+            new += tx
+                .execute(
+                    // Columns named: the staging table has no defaults for the
+                    // ingest order columns (migration 2).
+                    &format!(
+                        "INSERT INTO usage ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
+                         FROM usage_stage WHERE ts >= $1 ON CONFLICT (id) DO NOTHING"
+                    ),
+                    &[&watermark],
+                )
+                .await?;
+        }
+        if cold > 0 {
+            new += tx
+                .execute(
+                    &format!(
+                        "INSERT INTO usage_archive ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
+                         FROM usage_stage WHERE ts < $1 ON CONFLICT (id) DO NOTHING"
+                    ),
+                    &[&watermark],
+                )
+                .await?;
+        }
     }
 
     let scopes: Vec<&ScopeRecord> = records.iter().filter_map(Record::as_scope).collect();
