@@ -116,11 +116,10 @@ pub(crate) fn send_with(local: Option<&Arc<dyn Dispatch>>, make: impl FnOnce() -
     }
 }
 
+/// Sends an event built already (small ones: usage and request records are
+/// boxed), through the same lock-free fast path as [`send_with`].
 pub(crate) fn send(local: Option<&Arc<dyn Dispatch>>, ev: Event) {
-    match local {
-        Some(d) => d.dispatch(ev),
-        None => recorder::dispatch_global(ev),
-    }
+    send_with(local, move || ev);
 }
 
 #[cfg(test)]
