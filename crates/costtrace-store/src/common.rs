@@ -135,6 +135,16 @@ struct ServiceAcc {
     counts: BTreeMap<String, i64>,
 }
 
+/// Adds `v` to `counts[k]`, allocating the key only the first time.
+fn add_count(counts: &mut BTreeMap<String, i64>, k: &str, v: i64) {
+    match counts.get_mut(k) {
+        Some(c) => *c += v,
+        None => {
+            counts.insert(k.to_owned(), v);
+        }
+    }
+}
+
 /// Groups a request's usage by service key: `(services, priced nanos, unpriced count)`.
 pub(crate) fn services_used(
     lines: &[UsageLine],
@@ -151,7 +161,7 @@ pub(crate) fn services_used(
         }
         for (name, v) in TOKEN_NAMES.iter().zip(l.tokens) {
             if let Some(v) = v {
-                *a.counts.entry((*name).to_owned()).or_default() += v;
+                add_count(&mut a.counts, name, v);
             }
         }
         if let Some(u) = &l.units {

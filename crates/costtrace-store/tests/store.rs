@@ -57,6 +57,7 @@ suite!(
     api_keys_crud,
     unknown_ids_are_none,
     records_after_follows_what_is_stored,
+    names_stored_after_reads_resolve,
 );
 
 /// PostgreSQL sequences are not commit-ordered: a transaction that took an

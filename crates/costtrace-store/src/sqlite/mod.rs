@@ -6,6 +6,7 @@
 //! A `:memory:` database has a single connection for both.
 
 mod blocks;
+mod names;
 mod read;
 mod tail;
 mod write;
@@ -69,6 +70,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// One permit per read connection.
     read_permits: Arc<tokio::sync::Semaphore>,
+    /// id → name of the dimension columns, shared by the readers.
+    names: names::NameCache,
 }
 
 /// The writer connection and what it caches.
@@ -118,6 +121,25 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
         true,
     )?;
     Ok(())
+}
+
+/// Runs `f` in one read transaction: one snapshot for all of its
+/// statements, and one round of file and WAL-index locks instead of one per
+/// statement (each round is several `fcntl` calls under SQLite's
+/// process-wide lock, which the two server workers otherwise contend for).
+fn in_read_txn<T>(
+    c: &Connection,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    c.prepare_cached("BEGIN")?.execute([])?;
+    let out = f();
+    if let Err(e) = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+        // A read transaction has nothing to lose; make sure it is closed
+        // so the connection goes back to the pool clean.
+        let _ = c.execute_batch("ROLLBACK");
+        return out.and(Err(e.into()));
+    }
+    out
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -174,6 +196,7 @@ impl SqliteStore {
                 }),
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+                names: names::NameCache::default(),
             }),
         })
     }
@@ -204,7 +227,7 @@ impl SqliteStore {
     async fn read<T, F>(&self, cost: ReadCost, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&names::Reader<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
         // Held until the connection is back in the pool, even when the
@@ -218,8 +241,15 @@ impl SqliteStore {
             .map_err(|e| StoreError::Worker(e.to_string()))?;
         let run = move || {
             let _permit = permit;
+            let names = &inner.names;
             if inner.memory {
-                return f(&lock(&inner.writer).conn);
+                let w = lock(&inner.writer);
+                return in_read_txn(&w.conn, || {
+                    f(&names::Reader {
+                        conn: &w.conn,
+                        names,
+                    })
+                });
             }
             let conn = lock(&inner.readers).pop();
             let conn = match conn {
@@ -233,7 +263,7 @@ impl SqliteStore {
                     c
                 }
             };
-            let out = f(&conn);
+            let out = in_read_txn(&conn, || f(&names::Reader { conn: &conn, names }));
             lock(&inner.readers).push(conn);
             out
         };
@@ -435,7 +465,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_cursor_end(&self) -> Result<RecordCursor, StoreError> {
-        self.read(ReadCost::Point, tail::cursor_end).await
+        self.read(ReadCost::Point, |c| tail::cursor_end(c)).await
     }
 
     async fn records_after(

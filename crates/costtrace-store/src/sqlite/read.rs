@@ -9,6 +9,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::blocks;
+use super::names::Reader;
 use crate::common::{self, Extent, GroupCost, UsageLine};
 use crate::{CostView, GroupBy, RequestFilter, RequestView, StoreError, SummaryRow, TenantScope};
 
@@ -34,19 +35,21 @@ fn get_u64(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
 }
 
 /// Columns 0–12 are what [`request_row`] reads; 13 and 14 (`env`, `rev`)
-/// are for following the store.
+/// are for following the store. Request, task and document names are joined
+/// (as many as the rows); tenant, operation and task type are dictionary ids
+/// resolved through the reader's [`NameCache`](super::names::NameCache).
 pub(crate) const REQUEST_SELECT: &str = "SELECT r.request_k, rn.name, r.ts, t.name, d.name,
-        e.name, o.name, tt.name, r.endpoint, r.method, r.status_code, r.processing_time_ms,
-        r.error_message, r.env, r.rev
+        r.entity_k, r.operation_k, r.task_type_k, r.endpoint, r.method, r.status_code,
+        r.processing_time_ms, r.error_message, r.env, r.rev
     FROM requests r
     JOIN names rn ON rn.id = r.request_k
     LEFT JOIN names t ON t.id = r.task_k
-    LEFT JOIN names d ON d.id = r.doc_k
-    LEFT JOIN names e ON e.id = r.entity_k
-    LEFT JOIN names o ON o.id = r.operation_k
-    LEFT JOIN names tt ON tt.id = r.task_type_k";
+    LEFT JOIN names d ON d.id = r.doc_k";
 
-pub(crate) fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, RequestView)> {
+pub(crate) fn request_row(
+    c: &Reader<'_>,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, RequestView)> {
     Ok((
         r.get(0)?,
         RequestView {
@@ -54,9 +57,9 @@ pub(crate) fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Reque
             timestamp: Timestamp(r.get(2)?),
             task_id: r.get(3)?,
             doc_id: r.get(4)?,
-            entity_id: r.get(5)?,
-            operation_type: r.get(6)?,
-            task_type: r.get(7)?,
+            entity_id: c.name_of(r.get(5)?)?,
+            operation_type: c.name_of(r.get(6)?)?,
+            task_type: c.name_of(r.get(7)?)?,
             endpoint: r.get(8)?,
             method: r.get(9)?,
             status_code: r.get(10)?,
@@ -70,9 +73,23 @@ pub(crate) fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Reque
     ))
 }
 
+/// The `services_used` key of a usage row: its service type, else
+/// `llm:MODEL`, else `unknown`.
+fn service_key(
+    c: &Reader<'_>,
+    service: Option<i64>,
+    model: Option<i64>,
+) -> rusqlite::Result<String> {
+    Ok(match (service, model) {
+        (Some(s), _) => c.names.name(c, s)?.as_ref().to_owned(),
+        (None, Some(m)) => format!("llm:{}", c.names.name(c, m)?),
+        (None, None) => "unknown".to_owned(),
+    })
+}
+
 /// Fills `services_used` and the totals of each request from its usage.
 fn attach_usage(
-    c: &Connection,
+    c: &Reader<'_>,
     views: &mut [(i64, RequestView)],
     tenant: Option<i64>,
 ) -> Result<(), StoreError> {
@@ -81,12 +98,10 @@ fn attach_usage(
     }
     let marks = vec!["?"; views.len()].join(", ");
     let mut sql = format!(
-        "SELECT u.request_k, COALESCE(s.name, 'llm:' || m.name, 'unknown'), u.cost_nanos,
+        "SELECT u.request_k, u.service_k, u.model_k, u.cost_nanos,
                 u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
                 u.reasoning_tokens, u.units
          FROM usage u
-         LEFT JOIN names s ON s.id = u.service_k
-         LEFT JOIN names m ON m.id = u.model_k
          WHERE u.request_k IN ({marks})"
     );
     let mut args: Vec<i64> = views.iter().map(|(k, _)| *k).collect();
@@ -99,10 +114,10 @@ fn attach_usage(
         Ok((
             r.get::<_, i64>(0)?,
             UsageLine {
-                service: r.get(1)?,
-                cost_nanos: r.get(2)?,
-                tokens: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
-                units: r.get(8)?,
+                service: service_key(c, r.get(1)?, r.get(2)?)?,
+                cost_nanos: r.get(3)?,
+                tokens: [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                units: r.get(9)?,
             },
         ))
     })?;
@@ -123,7 +138,7 @@ fn attach_usage(
 }
 
 pub(crate) fn get_request(
-    c: &Connection,
+    c: &Reader<'_>,
     id: &str,
     scope: &TenantScope,
 ) -> Result<Option<RequestView>, StoreError> {
@@ -134,7 +149,7 @@ pub(crate) fn get_request(
         format!("{REQUEST_SELECT} WHERE r.request_k = ?1 AND (?2 IS NULL OR r.entity_k = ?2)");
     let Some(row) = c
         .prepare_cached(&sql)?
-        .query_row(rusqlite::params![key, tenant], request_row)
+        .query_row(rusqlite::params![key, tenant], |r| request_row(c, r))
         .optional()?
     else {
         return Ok(None);
@@ -146,7 +161,7 @@ pub(crate) fn get_request(
 }
 
 pub(crate) fn list_requests(
-    c: &Connection,
+    c: &Reader<'_>,
     f: &RequestFilter,
     limit: i64,
     offset: i64,
@@ -201,7 +216,7 @@ pub(crate) fn list_requests(
     args.push(Value::Integer(offset));
     let mut st = c.prepare_cached(&sql)?;
     let mut views: Vec<(i64, RequestView)> = st
-        .query_map(params_from_iter(args.iter()), request_row)?
+        .query_map(params_from_iter(args.iter()), |r| request_row(c, r))?
         .collect::<Result<_, _>>()?;
     // A short first page is the whole answer: no need to count.
     let total = if offset == 0 && (views.len() as i64) < limit {
@@ -226,7 +241,7 @@ pub(crate) enum CostOf {
 }
 
 pub(crate) fn cost(
-    c: &Connection,
+    c: &Reader<'_>,
     of: CostOf,
     id: &str,
     scope: &TenantScope,
@@ -280,22 +295,9 @@ pub(crate) fn cost(
         }
     }
     e.usage_requests = requests.len() as u64;
-    let name = |k: Option<i64>| -> Result<Option<String>, StoreError> {
-        k.map(|k| {
-            c.prepare_cached("SELECT name FROM names WHERE id = ?1")?
-                .query_row([k], |r| r.get::<_, String>(0))
-                .map_err(StoreError::from)
-        })
-        .transpose()
-    };
     let mut merged: BTreeMap<String, (i64, u64)> = BTreeMap::new();
     for ((service, model), (priced, unpriced)) in sums {
-        let key = match (name(service)?, name(model)?) {
-            (Some(s), _) => s,
-            (None, Some(m)) => format!("llm:{m}"),
-            (None, None) => "unknown".to_owned(),
-        };
-        let m = merged.entry(key).or_default();
+        let m = merged.entry(service_key(c, service, model)?).or_default();
         m.0 = m.0.saturating_add(priced);
         m.1 += unpriced;
     }

@@ -4,6 +4,7 @@
 use costtrace_core::Record;
 use rusqlite::{Connection, params};
 
+use super::names::Reader;
 use super::read::{REQUEST_SELECT, request_row};
 use crate::StoreError;
 use crate::cursor::{RecordCursor, UsageRow, request_record};
@@ -19,7 +20,7 @@ pub(crate) fn cursor_end(c: &Connection) -> Result<RecordCursor, StoreError> {
 }
 
 pub(crate) fn records_after(
-    c: &Connection,
+    c: &Reader<'_>,
     cursor: RecordCursor,
     limit: i64,
 ) -> Result<(Vec<Record>, RecordCursor), StoreError> {
@@ -74,7 +75,7 @@ pub(crate) fn records_after(
     let sql = format!("{REQUEST_SELECT} WHERE r.rev > ?1 ORDER BY r.rev LIMIT ?2");
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(params![cursor.b, limit], |r| {
-        let (_, view) = request_row(r)?;
+        let (_, view) = request_row(c, r)?;
         Ok((r.get::<_, i64>(14)?, request_record(view, r.get(13)?)))
     })?;
     for row in rows {

@@ -368,3 +368,98 @@ pub(crate) async fn unknown_ids_are_none(s: &AnyStore) {
     assert!(s.get_request("known", ALL).await.unwrap().is_none());
     assert!(s.doc_cost("known", ALL).await.unwrap().is_none());
 }
+
+/// Names first stored after earlier reads (a new tenant, operation, task
+/// type, service and model) come back right, and earlier answers stay right:
+/// the SQLite readers cache dictionary names between reads.
+pub(crate) async fn names_stored_after_reads_resolve(s: &AnyStore) {
+    let first = [
+        ("task_id", "nt1"),
+        ("entity_id", "tenant-a"),
+        ("request_id", "nr1"),
+    ];
+    s.insert_records(&usage_records(vec![llm(
+        t(0),
+        "openai",
+        "gpt-4o",
+        (10, 5),
+        Some(100),
+        &first,
+    )]))
+    .await
+    .unwrap();
+    s.insert_records(&[Record::Request(request(
+        "nr1",
+        t(0),
+        &[
+            ("task_id", "nt1"),
+            ("entity_id", "tenant-a"),
+            ("operation_type", "upload"),
+            ("task_type", "ocr"),
+        ],
+    ))])
+    .await
+    .unwrap();
+    let by_task = |task: &'static str| RequestFilter {
+        task_id: Some(task.into()),
+        ..RequestFilter::default()
+    };
+    let page = Page {
+        page: 1,
+        page_size: 10,
+    };
+    let (one, _) = s.list_requests(&by_task("nt1"), page, ALL).await.unwrap();
+    assert_eq!(one[0].entity_id.as_deref(), Some("tenant-a"));
+    assert_eq!(one[0].services_used[0].service_type, "llm:gpt-4o");
+
+    let second = [
+        ("task_id", "nt2"),
+        ("entity_id", "tenant-b"),
+        ("request_id", "nr2"),
+    ];
+    s.insert_records(&usage_records(vec![
+        service(t(1), "file_processor", &[("pages", 3)], Some(7), &second),
+        llm(t(2), "anthropic", "claude-3-5-haiku", (1, 1), None, &second),
+    ]))
+    .await
+    .unwrap();
+    s.insert_records(&[Record::Request(request(
+        "nr2",
+        t(1),
+        &[
+            ("task_id", "nt2"),
+            ("entity_id", "tenant-b"),
+            ("operation_type", "reindex"),
+            ("task_type", "embed"),
+        ],
+    ))])
+    .await
+    .unwrap();
+    let (two, total) = s.list_requests(&by_task("nt2"), page, ALL).await.unwrap();
+    assert_eq!(total, 1);
+    let r = &two[0];
+    assert_eq!(r.request_id, "nr2");
+    assert_eq!(r.entity_id.as_deref(), Some("tenant-b"));
+    assert_eq!(r.operation_type.as_deref(), Some("reindex"));
+    assert_eq!(r.task_type.as_deref(), Some("embed"));
+    let services: Vec<&str> = r
+        .services_used
+        .iter()
+        .map(|u| u.service_type.as_str())
+        .collect();
+    assert_eq!(services, ["file_processor", "llm:claude-3-5-haiku"]);
+    assert_eq!(r.total_cost_nanos, 7);
+    assert_eq!(r.unpriced_count, 1);
+    let cost = s.task_cost("nt2", ALL).await.unwrap().unwrap();
+    let keys: Vec<&str> = cost
+        .breakdown_by_service
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["file_processor", "llm:claude-3-5-haiku"]);
+    // The first answer is unchanged.
+    let (again, _) = s.list_requests(&by_task("nt1"), page, ALL).await.unwrap();
+    assert_eq!(again, one);
+    assert_eq!(again[0].operation_type.as_deref(), Some("upload"));
+    assert_eq!(again[0].task_type.as_deref(), Some("ocr"));
+}
