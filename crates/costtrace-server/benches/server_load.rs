@@ -11,6 +11,7 @@
 //! 1000000), `COSTTRACE_BENCH_STORE` (a store URL; default a SQLite file under
 //! target/ that is filled once and reused), `COSTTRACE_BENCH_SECS` (wrk
 //! duration, 10), `COSTTRACE_BENCH_CONNS` (wrk connections, 32),
+//! `COSTTRACE_BENCH_WRK_THREADS` (wrk threads, 2),
 //! `COSTTRACE_BENCH_INGEST` (records posted, 300000).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,6 +26,10 @@ use costtrace_core::Record;
 use costtrace_pricing::Catalogue;
 use costtrace_server::{AppState, AuthMode, app};
 use costtrace_store::{AnyStore, Store};
+
+/// The allocator `costtrace serve` uses, so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../../costtrace-store/benches/synthetic/mod.rs"]
 mod synthetic;
@@ -99,9 +104,10 @@ fn wrk(addr: SocketAddr, script: &str, name: &str, secs: u64, conns: u64) -> (f6
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, script).unwrap();
     let cpu0 = cpu_secs();
+    let threads = env_u64("COSTTRACE_BENCH_WRK_THREADS", 2);
     let out = Command::new("wrk")
         .args([
-            "-t2",
+            &format!("-t{threads}"),
             &format!("-c{conns}"),
             &format!("-d{secs}s"),
             "--latency",

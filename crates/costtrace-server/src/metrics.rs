@@ -18,9 +18,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
-/// (method, route template, status).
-type HttpKey = (String, String, u16);
-
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -35,13 +32,19 @@ struct Histogram {
     count: u64,
 }
 
+/// One (method, route template)'s requests by status and its latency.
+#[derive(Debug, Default, Clone)]
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 /// Counters the server exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (method, route template, status) → count.
-    http: Mutex<BTreeMap<HttpKey, u64>>,
-    /// (method, route template) → latency.
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// method → route template → counts and latency. Nested so that a
+    /// request that finds its entry allocates nothing.
+    http: Mutex<BTreeMap<String, BTreeMap<String, RouteStats>>>,
     records_accepted: AtomicU64,
     records_rejected: AtomicU64,
     store_write_errors: AtomicU64,
@@ -58,20 +61,24 @@ impl Metrics {
     }
 
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
-        if let Ok(mut m) = self.http.lock() {
-            *m.entry((method.to_owned(), route.to_owned(), status))
-                .or_insert(0) += 1;
-        }
-        if let Ok(mut m) = self.latency.lock() {
-            let h = m.entry((method.to_owned(), route.to_owned())).or_default();
-            let i = BUCKETS
-                .iter()
-                .position(|&le| secs <= le)
-                .unwrap_or(BUCKETS.len());
-            h.buckets[i] += 1;
-            h.sum += secs;
-            h.count += 1;
-        }
+        let Ok(mut m) = self.http.lock() else { return };
+        let routes = match m.get_mut(method) {
+            Some(r) => r,
+            None => m.entry(method.to_owned()).or_default(),
+        };
+        let r = match routes.get_mut(route) {
+            Some(r) => r,
+            None => routes.entry(route.to_owned()).or_default(),
+        };
+        *r.by_status.entry(status).or_insert(0) += 1;
+        let h = &mut r.latency;
+        let i = BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(BUCKETS.len());
+        h.buckets[i] += 1;
+        h.sum += secs;
+        h.count += 1;
     }
 
     /// The Prometheus text exposition.
@@ -79,25 +86,31 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP costtrace_http_requests_total HTTP requests served.\n");
         out.push_str("# TYPE costtrace_http_requests_total counter\n");
-        let snapshot: Vec<_> = match self.http.lock() {
-            Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        let snapshot: Vec<(String, String, RouteStats)> = match self.http.lock() {
+            Ok(m) => m
+                .iter()
+                .flat_map(|(method, routes)| {
+                    routes
+                        .iter()
+                        .map(|(route, r)| (method.clone(), route.clone(), r.clone()))
+                })
+                .collect(),
             Err(_) => Vec::new(),
         };
-        for ((method, route, status), n) in &snapshot {
-            let _ = writeln!(
-                out,
-                "costtrace_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+        for (method, route, r) in &snapshot {
+            for (status, n) in &r.by_status {
+                let _ = writeln!(
+                    out,
+                    "costtrace_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
         out.push_str(
             "# HELP costtrace_http_request_duration_seconds Time spent serving HTTP requests.\n",
         );
         out.push_str("# TYPE costtrace_http_request_duration_seconds histogram\n");
-        let latency: Vec<_> = match self.latency.lock() {
-            Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            Err(_) => Vec::new(),
-        };
-        for ((method, route), h) in &latency {
+        for (method, route, r) in &snapshot {
+            let h = &r.latency;
             let labels = format!("method=\"{method}\",route=\"{route}\"");
             let mut cumulative = 0;
             for (i, n) in h.buckets.iter().enumerate() {
@@ -155,17 +168,14 @@ impl Metrics {
 /// Middleware: counts every request by route template (never the raw path,
 /// so ids do not explode the label set).
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "(unmatched)".to_owned());
-    let method = req.method().as_str().to_owned();
+    // `MatchedPath` and a standard `Method` clone without allocating.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let resp = next.run(req).await;
     state.metrics.observe(
-        &method,
-        &route,
+        method.as_str(),
+        route.as_ref().map_or("(unmatched)", MatchedPath::as_str),
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
