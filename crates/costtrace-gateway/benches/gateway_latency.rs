@@ -11,21 +11,31 @@
 //! ```
 //!
 //! The mock, the gateway and the load generator each run on their own
-//! runtime (mock and generator on one worker thread each, the gateway on two
-//! workers, as `costtrace gateway` runs; the pacing thread sleeps between
-//! sends); the gateway records every call
-//! through a real recorder (priced, written as JSON lines to /dev/null).
+//! runtime (the mock on one thread, the gateway as `costtrace gateway` runs
+//! it), all in this process on the same cores; the gateway records every
+//! call through a real recorder (priced, written as JSON lines to
+//! /dev/null).
+//!
+//! The generator is kept lean because its CPU competes with the gateway's:
+//! a pacing thread sleeps until each request's intended time and writes the
+//! prepared request bytes on an idle keep-alive connection (at most
+//! `GATEWAY_BENCH_CONNS` per path, like a pooled client's limit; a request
+//! finding them all busy waits for the next one to free up, its latency
+//! still counted from its intended time), and one reader task per
+//! connection on a current-thread runtime reads each `content-length`
+//! answer and charges its latency. Both paths use the same generator, in
+//! alternating 1 s blocks.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use std::io::Write as _;
+
 use costtrace_gateway::{Gateway, GatewayConfig, Upstream};
 use costtrace_providers::mock::MockProvider;
-use costtrace_providers::transport::{HttpsClient, https_client};
-use http_body_util::{BodyExt, Full};
 
 const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"system","content":"You extract receipt totals."},{"role":"user","content":"Corner Market, 2025-03-08: groceries 31.50, household 10.67"}]}"#;
 
@@ -102,22 +112,233 @@ impl Run {
     }
 }
 
-/// Sends `rate` requests per second for `secs` seconds to `url`, from a
-/// pacing thread that sleeps until each request's intended time and hands it
-/// to the generator runtime.
-fn run(
-    handle: &tokio::runtime::Handle,
-    client: &HttpsClient<Full<Bytes>>,
-    url: &str,
-    rate: u64,
-    secs: u64,
-) -> Run {
+/// The load generator's connections to one target (the mock directly, or
+/// the gateway) and the answers collected in the current block.
+struct Target {
+    addr: SocketAddr,
+    /// The whole request, written as is on an idle keep-alive connection.
+    request: Vec<u8>,
+    /// Most connections opened (like a pooled client's limit): a request
+    /// finding them all busy waits in `Pool::waiting`, its latency still
+    /// counted from its intended send time.
+    max_conns: usize,
+    pool: Mutex<Pool>,
+    results: Mutex<Run>,
+    answered: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Write halves (the reader task of each connection has the read half).
+    conns: Vec<Arc<std::net::TcpStream>>,
+    /// Intended send time of the request in flight on each connection.
+    in_flight: Vec<Option<Instant>>,
+    dead: Vec<bool>,
+    live: usize,
+    /// Idle connections, most recently used last (reused first).
+    idle: Vec<usize>,
+    /// Requests due while every connection was busy, oldest first.
+    waiting: VecDeque<Instant>,
+}
+
+impl Target {
+    fn new(addr: SocketAddr, path: &str, max_conns: usize) -> Arc<Target> {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             authorization: Bearer sk-bench-not-a-real-key\r\nx-costtrace-tenant: bench\r\n\
+             content-length: {}\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        Arc::new(Target {
+            addr,
+            request: request.into_bytes(),
+            max_conns,
+            pool: Mutex::new(Pool::default()),
+            results: Mutex::new(Run::default()),
+            answered: std::sync::Condvar::new(),
+        })
+    }
+
+    fn finished(&self, latency: Option<u64>) {
+        let mut r = self.results.lock().unwrap();
+        match latency {
+            Some(l) => r.latencies.push(l),
+            None => r.errors += 1,
+        }
+        // Wake the pacer only for the last answer (a notify is a syscall).
+        if r.latencies.len() as u64 + r.errors == r.sent {
+            self.answered.notify_one();
+        }
+    }
+
+    /// Writes the request; a failed write shuts the connection down, so its
+    /// reader sees it end and counts the request as an error.
+    fn send_on(&self, conn: &std::net::TcpStream) {
+        if (&*conn).write_all(&self.request).is_err() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Sends the request due at `intended` (called by the pacing thread).
+    fn send(self: &Arc<Target>, handle: &tokio::runtime::Handle, intended: Instant) {
+        let mut pool = self.pool.lock().unwrap();
+        let index = loop {
+            match pool.idle.pop() {
+                Some(i) if pool.dead[i] => continue,
+                other => break other,
+            }
+        };
+        let index = match index {
+            Some(i) => i,
+            None if pool.live < self.max_conns => {
+                // Only this thread opens connections: connect unlocked.
+                drop(pool);
+                let opened = self.connect(handle);
+                pool = self.pool.lock().unwrap();
+                match opened {
+                    Ok(i) => i,
+                    Err(_) => {
+                        drop(pool);
+                        self.finished(None);
+                        return;
+                    }
+                }
+            }
+            None => {
+                pool.waiting.push_back(intended);
+                return;
+            }
+        };
+        pool.in_flight[index] = Some(intended);
+        let conn = pool.conns[index].clone();
+        drop(pool);
+        self.send_on(&conn);
+    }
+
+    /// Opens a connection and starts its reader task; returns its index.
+    fn connect(self: &Arc<Target>, handle: &tokio::runtime::Handle) -> std::io::Result<usize> {
+        let stream = std::net::TcpStream::connect(self.addr)?;
+        stream.set_nodelay(true)?;
+        let read_half = stream.try_clone()?;
+        // Shared with the write half: its writes are small and never find
+        // the send buffer full.
+        read_half.set_nonblocking(true)?;
+        let writer = Arc::new(stream);
+        let index = {
+            let mut pool = self.pool.lock().unwrap();
+            pool.conns.push(writer.clone());
+            pool.in_flight.push(None);
+            pool.dead.push(false);
+            pool.live += 1;
+            pool.conns.len() - 1
+        };
+        let target = self.clone();
+        handle.spawn(async move { target.read_answers(index, read_half, &writer).await });
+        Ok(index)
+    }
+
+    /// A connection's reader: charges each answer's latency, then sends the
+    /// oldest waiting request on the connection or marks it idle.
+    async fn read_answers(
+        &self,
+        index: usize,
+        read_half: std::net::TcpStream,
+        writer: &std::net::TcpStream,
+    ) {
+        let stream = tokio::net::TcpStream::from_std(read_half);
+        let mut buf = Vec::with_capacity(8192);
+        loop {
+            let answer = match &stream {
+                Ok(s) => read_response(s, &mut buf).await,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let now = Instant::now();
+            let mut pool = self.pool.lock().unwrap();
+            let intended = pool.in_flight[index].take();
+            match (answer, intended) {
+                (Ok(true), Some(t)) => {
+                    let next = pool.waiting.pop_front();
+                    match next {
+                        Some(_) => pool.in_flight[index] = next,
+                        None => pool.idle.push(index),
+                    }
+                    drop(pool);
+                    if next.is_some() {
+                        self.send_on(writer);
+                    }
+                    self.finished(Some((now - t).as_nanos() as u64));
+                }
+                (_, intended) => {
+                    pool.dead[index] = true;
+                    pool.live -= 1;
+                    drop(pool);
+                    if intended.is_some() {
+                        self.finished(None);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body from `stream`
+/// into `buf` (cleared first); returns whether it was a 200.
+async fn read_response(stream: &tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    buf.clear();
+    let mut need: Option<usize> = None;
+    let mut status_ok = false;
+    loop {
+        if let Some(n) = need
+            && buf.len() >= n
+        {
+            if buf.len() > n {
+                return Err(std::io::Error::other("bytes after the response"));
+            }
+            return Ok(status_ok);
+        }
+        let len = buf.len();
+        buf.resize(len + 4096, 0);
+        let read = stream.try_read(&mut buf[len..]);
+        buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stream.readable().await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        if need.is_none()
+            && let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = std::str::from_utf8(&buf[..end]).map_err(std::io::Error::other)?;
+            status_ok = head.starts_with("HTTP/1.1 200 ");
+            let length = head
+                .split("\r\n")
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| std::io::Error::other("response without content-length"))?;
+            need = Some(end + 4 + length);
+        }
+    }
+}
+
+/// Sends `rate` requests per second for `secs` seconds to `target` from this
+/// (the pacing) thread, which sleeps until each request's intended time and
+/// writes it on an idle keep-alive connection; the generator runtime reads
+/// the answers. Returns the block's latencies, sorted.
+fn run(handle: &tokio::runtime::Handle, target: &Arc<Target>, rate: u64, secs: u64) -> Run {
     let total = rate * secs;
     let interval = Duration::from_nanos(1_000_000_000 / rate);
-    let lat = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    *target.results.lock().unwrap() = Run {
+        latencies: Vec::with_capacity(total as usize),
+        errors: 0,
+        sent: total,
+    };
     let start = Instant::now() + Duration::from_millis(20);
-    let mut joins = Vec::with_capacity(total as usize);
     for i in 0..total {
         let intended = start + interval * i as u32;
         // Sleep, never spin: on two shared cores a spinning pacer would take
@@ -127,39 +348,19 @@ fn run(
         if intended > now {
             std::thread::sleep(intended - now);
         }
-        let (client, url, lat, errors) =
-            (client.clone(), url.to_owned(), lat.clone(), errors.clone());
-        joins.push(handle.spawn(async move {
-            let req = http::Request::post(url)
-                .header("content-type", "application/json")
-                .header("authorization", "Bearer sk-bench-not-a-real-key")
-                .header("x-costtrace-tenant", "bench")
-                .body(Full::new(Bytes::from_static(BODY.as_bytes())))
-                .unwrap();
-            let ok = match client.request(req).await {
-                Ok(resp) => resp.status() == 200 && resp.into_body().collect().await.is_ok(),
-                Err(_) => false,
-            };
-            let took = intended.elapsed().as_nanos() as u64;
-            if ok {
-                lat.lock().unwrap().push(took);
-            } else {
-                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }));
+        target.send(handle, intended);
     }
-    handle.block_on(async {
-        for j in joins {
-            let _ = j.await;
-        }
-    });
-    let mut latencies = std::mem::take(&mut *lat.lock().unwrap());
-    latencies.sort_unstable();
-    Run {
-        latencies,
-        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
-        sent: total,
+    // Wait for every answer (or its error).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut r = target.results.lock().unwrap();
+    while (r.latencies.len() as u64 + r.errors) < total {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "answers missing after 60 s");
+        r = target.answered.wait_timeout(r, left).unwrap().0;
     }
+    let mut done = std::mem::take(&mut *r);
+    done.latencies.sort_unstable();
+    done
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -189,8 +390,9 @@ fn main() {
             addr
         })
     });
-    // Worker threads of the gateway's runtime (`costtrace gateway` uses 2).
-    let workers: usize = env_or("GATEWAY_BENCH_WORKERS", "2").parse().unwrap();
+    // Threads of the gateway's runtime (`costtrace gateway` uses one, a
+    // current-thread runtime, unless given `--threads`).
+    let workers: usize = env_or("GATEWAY_BENCH_WORKERS", "1").parse().unwrap();
     let gateway: SocketAddr = spawn_runtime("bench-gateway", workers, move || {
         let recorder = recorder_in_gateway;
         Box::pin(async move {
@@ -212,19 +414,31 @@ fn main() {
             addr
         })
     });
+    // The generator's reader tasks, on one current-thread runtime.
+    let generator: tokio::runtime::Handle = spawn_runtime("bench-gen", 1, || {
+        Box::pin(async { tokio::runtime::Handle::current() })
+    });
 
-    // One worker runs the requests while this thread paces them.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
+    // The pacing thread sends; its CPU counts as the generator's.
+    let pacer = std::thread::Builder::new()
+        .name("bench-pacer".to_owned())
+        .spawn(move || measure(&generator, mock, gateway, secs, &rates, &recorder))
         .unwrap();
-    let client: HttpsClient<Full<Bytes>> = {
-        let _e = rt.enter();
-        https_client().unwrap()
-    };
-    let direct_url = format!("http://{mock}/v1/chat/completions");
-    let gateway_url = format!("http://{gateway}/openai/v1/chat/completions");
+    pacer.join().unwrap();
+}
+
+fn measure(
+    generator: &tokio::runtime::Handle,
+    mock: SocketAddr,
+    gateway: SocketAddr,
+    secs: u64,
+    rates: &[u64],
+    recorder: &str,
+) {
+    // Connections per path at most (like a pooled client's limit).
+    let max_conns: usize = env_or("GATEWAY_BENCH_CONNS", "32").parse().unwrap();
+    let direct = Target::new(mock, "/v1/chat/completions", max_conns);
+    let via_gateway = Target::new(gateway, "/openai/v1/chat/completions", max_conns);
 
     println!(
         "gateway added latency, non-streamed chat completion (921-byte response), open loop, \
@@ -233,38 +447,44 @@ fn main() {
     println!("| rate (req/s) | path | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | ok | errors |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut cpu_lines = Vec::new();
-    for &rate in &rates {
+    for &rate in rates {
         // Warm both paths up (connections, allocator, caches).
-        run(rt.handle(), &client, &direct_url, rate, 1);
-        run(rt.handle(), &client, &gateway_url, rate, 1);
+        run(generator, &direct, rate, 1);
+        run(generator, &via_gateway, rate, 1);
         // Alternate one-second blocks so that both paths see the same
         // background load on the shared machine.
-        let (mut direct, mut via) = (Run::default(), Run::default());
+        let (mut direct_run, mut via) = (Run::default(), Run::default());
         let (mut gw_cpu, mut rec_cpu, mut mock_cpu) = (0, 0, 0);
+        let gen_cpu0 = generator_cpu_micros();
         for _ in 0..secs {
             let m0 = thread_cpu_micros("bench-mock");
-            direct.add(run(rt.handle(), &client, &direct_url, rate, 1));
+            direct_run.add(run(generator, &direct, rate, 1));
             mock_cpu += thread_cpu_micros("bench-mock") - m0;
             let (g0, r0) = (
                 thread_cpu_micros("bench-gateway"),
                 thread_cpu_micros("costtrace-recor"),
             );
-            via.add(run(rt.handle(), &client, &gateway_url, rate, 1));
+            via.add(run(generator, &via_gateway, rate, 1));
             // The recorder writes every 200 ms: let it finish this block.
             std::thread::sleep(Duration::from_millis(250));
             gw_cpu += thread_cpu_micros("bench-gateway") - g0;
             rec_cpu += thread_cpu_micros("costtrace-recor") - r0;
         }
+        let gen_cpu = generator_cpu_micros() - gen_cpu0;
         cpu_lines.push(format!(
             "{rate} req/s, CPU per request: gateway threads {:.1} µs + recorder thread {:.1} µs \
-             (the mock server, for scale: {:.1} µs)",
+             (for scale: the mock server {:.1} µs, the load generator {:.1} µs; \
+             connections opened: {} direct, {} to the gateway)",
             gw_cpu as f64 / via.sent as f64,
             rec_cpu as f64 / via.sent as f64,
-            mock_cpu as f64 / direct.sent as f64
+            mock_cpu as f64 / direct_run.sent as f64,
+            gen_cpu as f64 / (direct_run.sent + via.sent) as f64,
+            direct.pool.lock().unwrap().conns.len(),
+            via_gateway.pool.lock().unwrap().conns.len(),
         ));
-        direct.latencies.sort_unstable();
+        direct_run.latencies.sort_unstable();
         via.latencies.sort_unstable();
-        for (name, r) in [("direct to mock", &direct), ("through gateway", &via)] {
+        for (name, r) in [("direct to mock", &direct_run), ("through gateway", &via)] {
             println!(
                 "| {rate} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
                 pct(&r.latencies, 0.50),
@@ -278,12 +498,17 @@ fn main() {
         }
         println!(
             "| {rate} | **added by gateway** | **{:.0}** | **{:.0}** | {:.0} | | | |",
-            pct(&via.latencies, 0.50) - pct(&direct.latencies, 0.50),
-            pct(&via.latencies, 0.99) - pct(&direct.latencies, 0.99),
-            pct(&via.latencies, 0.999) - pct(&direct.latencies, 0.999),
+            pct(&via.latencies, 0.50) - pct(&direct_run.latencies, 0.50),
+            pct(&via.latencies, 0.99) - pct(&direct_run.latencies, 0.99),
+            pct(&via.latencies, 0.999) - pct(&direct_run.latencies, 0.999),
         );
     }
     for l in cpu_lines {
         println!("{l}");
     }
+}
+
+/// CPU of the load generator: the pacing thread and the reader runtime.
+fn generator_cpu_micros() -> u64 {
+    thread_cpu_micros("bench-pacer") + thread_cpu_micros("bench-gen")
 }
