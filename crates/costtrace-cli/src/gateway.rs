@@ -52,7 +52,7 @@ pub(crate) fn run(args: &GatewayArgs, prices: Option<&PathBuf>) -> anyhow::Resul
         .context("starting the recorder")?;
     // One thread: a current-thread runtime, so a call's server side, its
     // upstream connection and the pool hand-offs between them never wake
-    // another thread (measured: about 15 % less CPU per call than two
+    // another thread (measured: about a fifth less CPU per call than two
     // workers; docs/benchmarks.md "Gateway").
     let runtime = match args.threads {
         1 => tokio::runtime::Builder::new_current_thread()
