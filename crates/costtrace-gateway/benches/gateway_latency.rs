@@ -39,6 +39,11 @@ use costtrace_providers::mock::MockProvider;
 
 const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"system","content":"You extract receipt totals."},{"role":"user","content":"Corner Market, 2025-03-08: groceries 31.50, household 10.67"}]}"#;
 
+/// The allocator `costtrace gateway` uses, so the bench measures what ships
+/// (the mock and the generator in this process use it too).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
