@@ -38,19 +38,43 @@ const SECRET_FRAGMENTS: &[&str] = &[
 /// assert!(!is_secret_key("tenant_id"));
 /// ```
 pub fn is_secret_key(key: &str) -> bool {
+    // Most keys are short ASCII: normalized on the stack (this runs for every
+    // attribute of every record).
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    if key.len() <= buf.len() && key.is_ascii() {
+        for &b in key.as_bytes() {
+            if !matches!(b, b'_' | b'-' | b'.' | b' ') {
+                buf[n] = b.to_ascii_lowercase();
+                n += 1;
+            }
+        }
+        return is_secret_normalized(&buf[..n]);
+    }
     let norm: String = key
         .chars()
         .filter(|c| *c != '_' && *c != '-' && *c != '.' && *c != ' ')
         .flat_map(char::to_lowercase)
         .collect();
-    if norm.ends_with("tokens") || norm.ends_with("tokencount") {
+    is_secret_normalized(norm.as_bytes())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// [`is_secret_key`] on a key lower-cased without `-`, `_`, `.` and spaces.
+fn is_secret_normalized(norm: &[u8]) -> bool {
+    if norm.ends_with(b"tokens") || norm.ends_with(b"tokencount") {
         return false;
     }
     // "author" is not "auth"orization.
-    if norm.contains("author") && !norm.contains("authorization") {
+    if contains(norm, b"author") && !contains(norm, b"authorization") {
         return false;
     }
-    SECRET_FRAGMENTS.iter().any(|f| norm.contains(f))
+    SECRET_FRAGMENTS
+        .iter()
+        .any(|f| contains(norm, f.as_bytes()))
 }
 
 /// Well-known credential prefixes: OpenAI/Anthropic keys, GitHub and Slack
@@ -73,8 +97,12 @@ const SECRET_PREFIXES: &[&str] = &[
 /// True when a value looks like a credential regardless of its key.
 pub fn looks_like_secret(value: &str) -> bool {
     let v = value.trim();
-    let lower = v.to_ascii_lowercase();
-    if lower.starts_with("bearer ") || lower.starts_with("basic ") {
+    let starts_with_ignore_case = |p: &str| {
+        v.as_bytes()
+            .get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p.as_bytes()))
+    };
+    if starts_with_ignore_case("bearer ") || starts_with_ignore_case("basic ") {
         return true;
     }
     SECRET_PREFIXES
@@ -129,6 +157,53 @@ pub fn redact_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The allocating definition the fast paths must agree with.
+    fn is_secret_key_reference(key: &str) -> bool {
+        let norm: String = key
+            .chars()
+            .filter(|c| *c != '_' && *c != '-' && *c != '.' && *c != ' ')
+            .flat_map(char::to_lowercase)
+            .collect();
+        if norm.ends_with("tokens") || norm.ends_with("tokencount") {
+            return false;
+        }
+        if norm.contains("author") && !norm.contains("authorization") {
+            return false;
+        }
+        SECRET_FRAGMENTS.iter().any(|f| norm.contains(f))
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_definition() {
+        let long = format!("{}_api_key", "x".repeat(70));
+        let long_plain = "y".repeat(80);
+        for k in [
+            "",
+            "a",
+            "API.KEY",
+            "Api Key",
+            "TOKENS",
+            "token_count",
+            "Author_ization",
+            "AUTHOR",
+            "coAuthor_token",
+            "Pass-Word",
+            "ÄPI_KEY",
+            "İtoken",
+            "clé_secrète",
+            long.as_str(),
+            long_plain.as_str(),
+            "tenant_id",
+            "x-amz-signature",
+        ] {
+            assert_eq!(is_secret_key(k), is_secret_key_reference(k), "{k}");
+        }
+        assert!(looks_like_secret("BEARER abc"));
+        assert!(looks_like_secret("  Basic dXNlcjpwYXNz"));
+        assert!(!looks_like_secret("bearer"));
+        assert!(!looks_like_secret("bäsic x"));
+    }
 
     #[test]
     fn secret_keys_are_recognised() {

@@ -32,27 +32,19 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         let key = ident.to_string();
         if f.explicit {
             quote_spanned! {ident.span()=>
-                let __costtrace_b = ::costtrace::__private::attr(
-                    __costtrace_b,
-                    #key,
-                    {
-                        #[allow(unused_imports)]
-                        use ::costtrace::__private::{AttrDisplay as _, AttrOption as _, AttrStr as _};
-                        (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
-                    },
-                );
+                let __costtrace_b = {
+                    #[allow(unused_imports)]
+                    use ::costtrace::__private::{AttrDisplay as _, AttrOption as _, AttrStr as _};
+                    (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr(__costtrace_b, #key)
+                };
             }
         } else {
             quote! {
-                let __costtrace_b = ::costtrace::__private::attr(
-                    __costtrace_b,
-                    #key,
-                    {
-                        #[allow(unused_imports)]
-                        use ::costtrace::__private::{AttrDisplay as _, AttrNone as _, AttrOption as _, AttrStr as _};
-                        (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr()
-                    },
-                );
+                let __costtrace_b = {
+                    #[allow(unused_imports)]
+                    use ::costtrace::__private::{AttrDisplay as _, AttrNone as _, AttrOption as _, AttrStr as _};
+                    (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr(__costtrace_b, #key)
+                };
             }
         }
     });

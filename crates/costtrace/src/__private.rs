@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-use compact_str::{CompactString, ToCompactString};
-
 pub use crate::future::__watched as watched;
 pub use crate::scope::{ActiveScope, ScopeBuilder, scope};
 
@@ -18,82 +16,94 @@ pub fn start(b: ScopeBuilder) -> ActiveScope {
 #[allow(missing_debug_implementations)]
 pub struct Probe<'a, T: ?Sized>(pub &'a T);
 
-/// An attribute value as the scope stores it.
-pub type Value = CompactString;
-
 /// Text arguments (`&str`, `String`, `&String`, `Cow<str>` and `Option`s of
 /// them): copied as they are, without going through `Display`.
 pub trait AttrStr {
-    fn costtrace_attr(&self) -> Option<Value>;
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
 }
 impl AttrStr for &&&Probe<'_, &str> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        Some(CompactString::new(self.0))
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        b.attr_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, String> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        Some(CompactString::new(self.0))
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        b.attr_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, &String> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        Some(CompactString::new(self.0))
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        b.attr_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, Cow<'_, str>> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        Some(CompactString::new(self.0))
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        b.attr_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, Option<&str>> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        self.0.map(CompactString::new)
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        match self.0 {
+            Some(v) => b.attr_str(key, v),
+            None => b,
+        }
     }
 }
 impl AttrStr for &&&Probe<'_, Option<String>> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        self.0.as_deref().map(CompactString::new)
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        match self.0 {
+            Some(v) => b.attr_str(key, v),
+            None => b,
+        }
     }
 }
 impl AttrStr for &&&Probe<'_, &Option<String>> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        self.0.as_deref().map(CompactString::new)
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        match self.0 {
+            Some(v) => b.attr_str(key, v),
+            None => b,
+        }
     }
 }
 
 /// `Option<impl Display>` arguments: set when `Some`.
 pub trait AttrOption {
-    fn costtrace_attr(&self) -> Option<Value>;
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
 }
 impl<T: Display> AttrOption for &&Probe<'_, Option<T>> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        self.0.as_ref().map(|v| v.to_compact_string())
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        match self.0 {
+            Some(v) => b.attr(key, v),
+            None => b,
+        }
     }
 }
 impl<T: Display> AttrOption for &&Probe<'_, &Option<T>> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        self.0.as_ref().map(|v| v.to_compact_string())
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        match self.0 {
+            Some(v) => b.attr(key, v),
+            None => b,
+        }
     }
 }
 
 /// Any `Display` argument.
 pub trait AttrDisplay {
-    fn costtrace_attr(&self) -> Option<Value>;
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
 }
 impl<T: Display + ?Sized> AttrDisplay for &Probe<'_, T> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        Some(self.0.to_compact_string())
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+        b.attr(key, self.0)
     }
 }
 
 /// Anything else (only for the automatically extracted names).
 pub trait AttrNone {
-    fn costtrace_attr(&self) -> Option<Value>;
+    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
 }
 impl<T: ?Sized> AttrNone for Probe<'_, T> {
-    fn costtrace_attr(&self) -> Option<Value> {
-        None
+    fn costtrace_attr(&self, b: ScopeBuilder, _key: &'static str) -> ScopeBuilder {
+        b
     }
 }
 
@@ -114,14 +124,5 @@ pub trait OutcomeOther {
 impl<T: ?Sized> OutcomeOther for Probe<'_, T> {
     fn costtrace_error(&self) -> Option<String> {
         None
-    }
-}
-
-/// Adds a probed attribute.
-#[inline]
-pub fn attr(b: ScopeBuilder, key: &'static str, value: Option<Value>) -> ScopeBuilder {
-    match value {
-        Some(v) => b.attr_value(CompactString::const_new(key), v),
-        None => b,
     }
 }

@@ -17,31 +17,27 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use costtrace_core::PricingTier;
 use uuid::Uuid;
 
+use crate::attrs::{self, AttrBuf};
 use crate::dispatch::Dispatch;
 use crate::scope::ScopeData;
 
-pub(crate) type Attr = (CompactString, CompactString);
-
 thread_local! {
-    /// Emptied attribute vectors of this thread's ended scopes, reused by the
+    /// Emptied attribute buffers of this thread's ended scopes, reused by the
     /// next scopes built here instead of allocating.
-    static ATTR_POOL: RefCell<Vec<Vec<Attr>>> = const { RefCell::new(Vec::new()) };
+    static ATTR_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 const ATTR_POOL_MAX: usize = 256;
-/// Larger vectors are freed, not kept.
-const ATTR_POOL_MAX_CAPACITY: usize = 16;
 
-/// Keeps `v` (emptied) for reuse on this thread.
-pub(crate) fn recycle_attrs(mut v: Vec<Attr>) {
-    if v.capacity() == 0 || v.capacity() > ATTR_POOL_MAX_CAPACITY {
+/// Keeps `attrs`' buffer (emptied) for reuse on this thread.
+pub(crate) fn recycle_attrs(attrs: AttrBuf) {
+    let v = attrs.into_buffer();
+    if v.capacity() == 0 || v.capacity() > attrs::POOLED_MAX_CAPACITY {
         return;
     }
-    v.clear();
     let _ = ATTR_POOL.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut()
             && p.len() < ATTR_POOL_MAX
@@ -51,19 +47,20 @@ pub(crate) fn recycle_attrs(mut v: Vec<Attr>) {
     });
 }
 
-/// An empty attribute vector, reused when one is available.
-pub(crate) fn pooled_attrs() -> Vec<Attr> {
+/// An empty attribute buffer, reused when one is available.
+pub(crate) fn pooled_attrs() -> AttrBuf {
     ATTR_POOL
         .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
         .ok()
         .flatten()
+        .map(AttrBuf::with_buffer)
         .unwrap_or_default()
 }
 
 pub(crate) struct Frame {
     pub(crate) parent: Option<Arc<Frame>>,
-    /// This frame's own attributes, in the order they were set.
-    pub(crate) attrs: Vec<Attr>,
+    /// This frame's own attributes.
+    pub(crate) attrs: AttrBuf,
     /// Present when this frame is a scope.
     pub(crate) scope: Option<ScopeData>,
     /// The innermost scope at or above this frame.
@@ -79,7 +76,7 @@ impl Frame {
     #[inline(always)]
     pub(crate) fn child(
         parent: Option<Arc<Frame>>,
-        attrs: Vec<Attr>,
+        attrs: AttrBuf,
         scope: Option<ScopeData>,
         tier: Option<PricingTier>,
         dispatch: Option<Arc<dyn Dispatch>>,
@@ -104,28 +101,15 @@ impl Frame {
         }
     }
 
-    /// Every attribute visible from this frame, parents first, so that a
-    /// later insert (a child's value) overrides an earlier one.
-    pub(crate) fn flatten_into(&self, out: &mut BTreeMap<String, String>) {
-        let mut chain: Vec<&Frame> = Vec::new();
-        let mut f = Some(self);
-        while let Some(frame) = f {
-            chain.push(frame);
-            f = frame.parent.as_deref();
-        }
-        for frame in chain.iter().rev() {
-            for (k, v) in frame.attrs.iter() {
-                out.insert(k.to_string(), v.to_string());
-            }
-        }
+    /// This frame and its parents, innermost first.
+    pub(crate) fn chain(&self) -> impl Iterator<Item = &Frame> {
+        std::iter::successors(Some(self), |f| f.parent.as_deref())
     }
-}
 
-/// `a == b`, checking the length and the last byte before comparing the
-/// whole keys (keys such as `key_1` … `key_999` differ mostly at the end).
-#[inline]
-fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+    /// The attribute buffers of [`Frame::chain`].
+    pub(crate) fn attr_bufs(&self) -> impl Iterator<Item = &AttrBuf> {
+        self.chain().map(|f| &f.attrs)
+    }
 }
 
 /// A snapshot of the current context: its variables, its scope and its
@@ -164,8 +148,8 @@ impl Context {
     pub fn get(&self, key: &str) -> Option<&str> {
         let mut f = self.frame.as_deref();
         while let Some(frame) = f {
-            if let Some((_, v)) = frame.attrs.iter().rev().find(|(k, _)| same_key(k, key)) {
-                return Some(v.as_str());
+            if let Some(v) = frame.attrs.get(key) {
+                return Some(v);
             }
             f = frame.parent.as_deref();
         }
@@ -184,11 +168,10 @@ impl Context {
 
     /// All variables, flattened (a child's value overrides its parent's).
     pub fn attrs(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        if let Some(f) = &self.frame {
-            f.flatten_into(&mut out);
+        match &self.frame {
+            Some(f) => attrs::flatten_owned(f.attr_bufs()),
+            None => BTreeMap::new(),
         }
-        out
     }
 
     /// The id of the innermost scope, if any.
@@ -251,19 +234,14 @@ impl Context {
         K: AsRef<str>,
         V: fmt::Display,
     {
-        let attrs: Vec<Attr> = attrs
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    CompactString::new(k.as_ref()),
-                    compact_str::ToCompactString::to_compact_string(&v),
-                )
-            })
-            .collect();
+        let mut buf = AttrBuf::default();
+        for (k, v) in attrs {
+            buf.push_display(k.as_ref(), &v);
+        }
         Context {
             frame: Some(Arc::new(Frame::child(
                 self.frame.clone(),
-                attrs,
+                buf,
                 None,
                 None,
                 None,
@@ -376,7 +354,7 @@ pub fn clear_context() -> ContextGuard {
         Some(d) => Context {
             frame: Some(Arc::new(Frame::child(
                 None,
-                Vec::new(),
+                AttrBuf::default(),
                 None,
                 None,
                 Some(d),

@@ -7,7 +7,8 @@ use std::time::Duration;
 use costtrace_core::PricingTier;
 use uuid::Uuid;
 
-use crate::context::{Attr, Frame};
+use crate::attrs::AttrBuf;
+use crate::context::Frame;
 use crate::recorder;
 use crate::scope::Outcome;
 use crate::usage::Usage;
@@ -40,7 +41,7 @@ pub(crate) struct ScopeDone {
     /// The name when it is a `&'static str` (else in `rare`).
     pub(crate) name: &'static str,
     /// The scope's own attributes, on top of those of `parent`'s chain.
-    pub(crate) attrs: Vec<Attr>,
+    pub(crate) attrs: AttrBuf,
     /// The enclosing frame: inherited attributes, parent scope id, tier.
     pub(crate) parent: Option<Arc<Frame>>,
     pub(crate) rare: Option<Box<ScopeRare>>,

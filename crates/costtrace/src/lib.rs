@@ -36,6 +36,7 @@
 //! like one (`sk-…`, `Bearer …`): the key is kept, the value becomes
 //! `[REDACTED]` (see [`costtrace_core::secrets`]).
 
+mod attrs;
 mod context;
 mod dispatch;
 mod error;

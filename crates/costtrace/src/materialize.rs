@@ -1,7 +1,6 @@
 //! Turns events into records, on the recorder's thread: flattens attributes,
 //! applies the secrets guard, prices usage.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use costtrace_core::secrets::{guard_attr, redact_text};
@@ -10,7 +9,8 @@ use costtrace_core::{
     usd_to_nanos,
 };
 
-use crate::context::{Attr, Frame};
+use crate::attrs::{self, AttrBuf};
+use crate::context::Frame;
 use crate::dispatch::{Event, ScopeDone, UsageEvent};
 use crate::pricer::Pricer;
 
@@ -20,25 +20,19 @@ pub(crate) struct Materializer {
 }
 
 fn attrs_of(frame: Option<&Frame>) -> Attrs {
-    attrs_with(frame, &[])
+    attrs_with(frame, None)
 }
 
-/// The attributes of `frame`'s chain with `own` on top.
-fn attrs_with(frame: Option<&Frame>, own: &[Attr]) -> Attrs {
-    let mut raw = BTreeMap::new();
-    if let Some(f) = frame {
-        f.flatten_into(&mut raw);
-    }
-    for (k, v) in own {
-        raw.insert(k.to_string(), v.to_string());
-    }
-    for (k, v) in raw.iter_mut() {
-        let guarded = guard_attr(k, v);
-        if guarded != v.as_str() {
-            *v = guarded.to_owned();
-        }
-    }
-    raw
+/// The attributes of `frame`'s chain with `own` on top, through the secrets
+/// guard.
+fn attrs_with(frame: Option<&Frame>, own: Option<&AttrBuf>) -> Attrs {
+    let bufs = own
+        .into_iter()
+        .chain(frame.into_iter().flat_map(Frame::attr_bufs));
+    attrs::flatten(bufs)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), guard_attr(k, v).to_owned()))
+        .collect()
 }
 
 impl Materializer {
@@ -107,7 +101,7 @@ impl Materializer {
             id: d.id,
             parent_id: d.parent_id(),
             name: d.name().to_owned(),
-            attrs: attrs_with(d.parent.as_deref(), &d.attrs),
+            attrs: attrs_with(d.parent.as_deref(), Some(&d.attrs)),
             environment: self.environment,
             started_at: Timestamp(d.started_micros),
             duration_ms: d.duration_nanos as f64 / 1e6,

@@ -75,7 +75,7 @@ pub fn capture_in(environment: Environment) -> Capture {
     let ctx = crate::context::with_current(|cur| Context {
         frame: Some(Arc::new(Frame::child(
             cur.frame.clone(),
-            Vec::new(),
+            crate::attrs::AttrBuf::default(),
             None,
             None,
             Some(dispatch),
