@@ -91,6 +91,18 @@ impl ScopeDone {
     }
 }
 
+impl Event {
+    /// Memory this event holds that the queue's byte bound counts: a scope's
+    /// own attributes (a shared frame is held by others anyway, and usage
+    /// events are small).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Event::ScopeDone(d) => d.attrs.capacity(),
+            _ => 0,
+        }
+    }
+}
+
 pub(crate) struct UsageEvent {
     pub(crate) id: Uuid,
     pub(crate) micros: i64,

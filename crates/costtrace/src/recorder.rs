@@ -51,6 +51,7 @@ pub struct Config {
     custom_sink: Option<Box<dyn Sink>>,
     environment: Environment,
     queue_capacity: usize,
+    queue_bytes: usize,
     batch_size: usize,
     flush_interval: Duration,
     shutdown_timeout: Duration,
@@ -104,6 +105,7 @@ impl Config {
             custom_sink: None,
             environment: Environment::Development,
             queue_capacity: 65_536,
+            queue_bytes: 64 << 20,
             batch_size: 512,
             flush_interval: Duration::from_millis(200),
             shutdown_timeout: Duration::from_secs(5),
@@ -223,6 +225,16 @@ impl Config {
         self
     }
 
+    /// Attribute bytes one thread may have queued (default 64 MiB); past it
+    /// the queue counts as full, as it does at
+    /// [`queue_capacity`](Config::queue_capacity) records. Bounds the memory
+    /// a burst of scopes with many attributes can hold while the recorder
+    /// catches up.
+    pub fn queue_bytes(mut self, n: usize) -> Self {
+        self.queue_bytes = n.max(1);
+        self
+    }
+
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -274,6 +286,7 @@ impl Config {
             health: health.clone(),
             policy: self.policy,
             capacity: self.queue_capacity,
+            max_bytes: self.queue_bytes,
             wake_at: self.batch_size.min(self.queue_capacity).max(1),
             waker: Arc::new(Waker {
                 control: tx,
@@ -388,7 +401,7 @@ static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// the recorder thread memory that this thread allocated makes both threads
 /// fight over this thread's arena lock.
 struct ThreadBuffer {
-    events: Mutex<Vec<Event>>,
+    events: Mutex<Pending>,
     spent: Mutex<Vec<Event>>,
     has_spent: AtomicBool,
     /// Set (under the `events` lock) by the recorder's last drain: later
@@ -396,8 +409,28 @@ struct ThreadBuffer {
     closed: AtomicBool,
     /// Copied from the recorder so that the fast path needs nothing else.
     capacity: usize,
+    max_bytes: usize,
     wake_at: usize,
     waker: Arc<Waker>,
+}
+
+/// A thread's queued events and the attribute bytes they hold.
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn has_room(&self, capacity: usize, max_bytes: usize) -> bool {
+        self.events.len() < capacity && self.bytes < max_bytes
+    }
+
+    fn push(&mut self, ev: Event) -> usize {
+        self.bytes += ev.heap_bytes();
+        self.events.push(ev);
+        self.events.len()
+    }
 }
 
 /// Wakes the recorder thread when a buffer reaches the batch size.
@@ -424,14 +457,13 @@ impl ThreadBuffer {
     #[inline(always)]
     fn push_with(&self, make: &mut Option<impl FnOnce() -> Event>) -> Option<()> {
         self.free_some_spent();
-        let mut events = self.events.lock().ok()?;
-        if events.len() >= self.capacity || self.closed.load(Ordering::Relaxed) {
+        let mut pending = self.events.lock().ok()?;
+        if !pending.has_room(self.capacity, self.max_bytes) || self.closed.load(Ordering::Relaxed) {
             return None;
         }
         let make = make.take()?;
-        events.push(make());
-        let len = events.len();
-        drop(events);
+        let len = pending.push(make());
+        drop(pending);
         if len >= self.wake_at {
             self.waker.wake();
         }
@@ -439,21 +471,27 @@ impl ThreadBuffer {
     }
 
     fn free_some_spent(&self) {
-        if !self.has_spent.load(Ordering::Relaxed) {
-            return;
-        }
-        // Taken out under the lock, freed after it (no allocation here).
-        let (mut a, mut b) = (None, None);
-        if let Ok(mut spent) = self.spent.try_lock() {
-            a = spent.pop();
-            b = spent.pop();
-            if spent.is_empty() {
-                self.has_spent.store(false, Ordering::Relaxed);
+        let _ = TO_FREE.try_with(|t| {
+            let Ok(mut t) = t.try_borrow_mut() else {
+                return;
+            };
+            if t.is_empty() {
+                if !self.has_spent.load(Ordering::Relaxed) {
+                    return;
+                }
+                // All of them at once: one lock per handed-back batch, not
+                // one per push.
+                if let Ok(mut spent) = self.spent.try_lock() {
+                    std::mem::swap(&mut *spent, &mut *t);
+                    self.has_spent.store(false, Ordering::Relaxed);
+                }
             }
-        }
-        for ev in [a.take(), b.take()].into_iter().flatten() {
-            recycle(ev);
-        }
+            for _ in 0..2 {
+                if let Some(ev) = t.pop() {
+                    recycle(ev);
+                }
+            }
+        });
     }
 }
 
@@ -466,6 +504,9 @@ fn recycle(ev: Event) {
 }
 
 thread_local! {
+    /// Spent events taken back from this thread's buffer, freed two per push
+    /// (see `ThreadBuffer::free_some_spent`).
+    static TO_FREE: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
     /// This thread's buffer, tagged with the recorder generation it belongs to.
     static LOCAL: RefCell<Option<(u64, Arc<ThreadBuffer>)>> = const { RefCell::new(None) };
 }
@@ -478,6 +519,8 @@ struct Shared {
     policy: QueuePolicy,
     /// Events one thread may have pending.
     capacity: usize,
+    /// Attribute bytes one thread may have pending.
+    max_bytes: usize,
     wake_at: usize,
     waker: Arc<Waker>,
 }
@@ -485,11 +528,12 @@ struct Shared {
 impl Shared {
     fn register(&self) -> Arc<ThreadBuffer> {
         let buf = Arc::new(ThreadBuffer {
-            events: Mutex::new(Vec::new()),
+            events: Mutex::new(Pending::default()),
             spent: Mutex::new(Vec::new()),
             has_spent: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             capacity: self.capacity,
+            max_bytes: self.max_bytes,
             wake_at: self.wake_at,
             waker: self.waker.clone(),
         });
@@ -539,7 +583,7 @@ impl Shared {
             Err(_) => return 0,
         };
         all.iter()
-            .map(|b| b.events.lock().map_or(0, |e| e.len()) as u64)
+            .map(|b| b.events.lock().map_or(0, |p| p.events.len()) as u64)
             .sum()
     }
 }
@@ -549,10 +593,7 @@ impl Shared {
     fn try_push(&self, buf: &ThreadBuffer, ev: Event) -> Result<(), Event> {
         buf.free_some_spent();
         let len = match buf.events.lock() {
-            Ok(mut v) if v.len() < self.capacity => {
-                v.push(ev);
-                v.len()
-            }
+            Ok(mut p) if p.has_room(self.capacity, self.max_bytes) => p.push(ev),
             Ok(_) => return Err(ev),
             Err(_) => {
                 self.drop_event("buffer poisoned");
@@ -818,8 +859,9 @@ impl Worker {
         let mut gone = false;
         for buf in &buffers {
             let mut taken = std::mem::take(&mut self.spare);
-            if let Ok(mut events) = buf.events.lock() {
-                std::mem::swap(&mut *events, &mut taken);
+            if let Ok(mut pending) = buf.events.lock() {
+                std::mem::swap(&mut pending.events, &mut taken);
+                pending.bytes = 0;
                 if close {
                     buf.closed.store(true, Ordering::Relaxed);
                 }
@@ -861,7 +903,7 @@ impl Worker {
         drop(buffers);
         if gone && let Ok(mut all) = self.shared.buffers.lock() {
             all.retain(|b| {
-                Arc::strong_count(b) > 1 || b.events.lock().is_ok_and(|e| !e.is_empty())
+                Arc::strong_count(b) > 1 || b.events.lock().is_ok_and(|p| !p.events.is_empty())
             });
         }
     }

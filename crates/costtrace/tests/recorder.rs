@@ -116,43 +116,71 @@ impl Sink for Gate {
     }
 }
 
-#[test]
-fn recording_never_blocks_on_a_stuck_sink_and_counts_every_drop() {
-    let _s = serial();
+/// Installs `config` with a sink that is stuck until released, runs `work`
+/// (which makes `n` records) on another thread, and checks that it never
+/// blocked and that at most one buffer of `per_buffer` records is queued and
+/// one more is being written (the rest counted as dropped); then releases the
+/// sink and checks that every accepted record is written.
+fn against_a_stuck_sink(
+    config: Config,
+    n: u64,
+    per_buffer: u64,
+    work: impl FnOnce() + Send + 'static,
+) {
     let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let written = Arc::new(AtomicUsize::new(0));
-    let guard = cfg()
+    let guard = config
         .custom_sink(Gate {
             open: open.clone(),
             written: written.clone(),
         })
-        .queue_capacity(100)
         .batch_size(10)
         .init()
         .unwrap();
-    // If record() blocked on the stuck sink this thread would never finish.
+    // If recording blocked on the stuck sink this thread would never finish.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for i in 0..10_000 {
-            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
-        }
+        work();
         done_tx.send(()).unwrap();
     });
     done_rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("record() blocked on a stuck sink");
+        .expect("recording blocked on a stuck sink");
     let h = costtrace::health().unwrap();
-    assert!(h.queued <= 100, "{h:?}");
-    // At most one buffer in the queue and one being written are accepted.
-    assert!(h.dropped >= 10_000 - 2 * 100, "drops are counted: {h:?}");
+    assert!(h.queued <= per_buffer, "{h:?}");
+    assert!(h.dropped >= n - 2 * per_buffer, "drops are counted: {h:?}");
     // Release the sink: everything that was accepted is written.
     *open.0.lock().unwrap() = true;
     open.1.notify_all();
     costtrace::flush().unwrap();
     let h = costtrace::health().unwrap();
-    assert_eq!(h.written + h.dropped, 10_000, "{h:?}");
+    assert_eq!(h.written + h.dropped, n, "{h:?}");
     assert_eq!(written.load(Ordering::SeqCst) as u64, h.written);
     drop(guard);
+}
+
+#[test]
+fn recording_never_blocks_on_a_stuck_sink_and_counts_every_drop() {
+    let _s = serial();
+    against_a_stuck_sink(cfg().queue_capacity(100), 10_000, 100, || {
+        for i in 0..10_000 {
+            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
+        }
+    });
+}
+
+#[test]
+fn queued_attribute_bytes_are_bounded_too() {
+    let _s = serial();
+    let config = cfg().queue_capacity(100_000).queue_bytes(64 << 10);
+    // ~2.5 KB of attributes per scope: fewer than 27 fit in 64 KiB.
+    against_a_stuck_sink(config, 1_000, 27, || {
+        for _ in 0..1_000 {
+            let _s = scope("big")
+                .attrs((0..100).map(|i| (format!("key_{i:03}"), format!("value_{i:04}"))))
+                .enter();
+        }
+    });
 }
 
 #[test]
