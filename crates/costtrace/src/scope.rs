@@ -107,9 +107,9 @@ fn set_ending(s: &ScopeData, ending: Ending) {
 ///
 /// When nothing else holds the frame (the usual case: no `Context` or
 /// `ScopeHandle` clone outlived the scope), its fields are moved into the
-/// event and the frame is freed here, on the thread that allocated it; only
+/// event and the emptied frame is kept for reuse on this thread; only
 /// otherwise does the shared frame travel to the recorder.
-pub(crate) fn finish(frame: Arc<Frame>, ending: Ending) {
+pub(crate) fn finish(mut frame: Arc<Frame>, ending: Ending) {
     let Some(s) = frame.scope.as_ref() else {
         return;
     };
@@ -118,17 +118,23 @@ pub(crate) fn finish(frame: Arc<Frame>, ending: Ending) {
         set_ending(s, ending);
     }
     if !dispatch::enabled(frame.dispatch.as_ref()) {
+        context::recycle_frame(frame);
         return;
     }
-    match Arc::try_unwrap(frame) {
-        Ok(Frame {
-            parent,
-            attrs,
-            scope: Some(s),
-            tier,
-            dispatch: d,
-            ..
-        }) => {
+    // Its parts are taken out and the emptied frame is kept for the next
+    // scope started on this thread.
+    let taken = Arc::get_mut(&mut frame).map(|f| {
+        (
+            f.scope.take(),
+            f.parent.take(),
+            std::mem::take(&mut f.attrs),
+            f.tier,
+            f.dispatch.take(),
+        )
+    });
+    match taken {
+        Some((Some(s), parent, attrs, tier, d)) => {
+            context::pool_frame(frame);
             if s.finished.load(Ordering::Acquire) {
                 return;
             }
@@ -165,8 +171,8 @@ pub(crate) fn finish(frame: Arc<Frame>, ending: Ending) {
                 })
             });
         }
-        Ok(_) => {}
-        Err(frame) => {
+        Some((None, ..)) => {}
+        None => {
             let Some(s) = frame.scope.as_ref() else {
                 return;
             };
@@ -312,8 +318,7 @@ impl ScopeBuilder {
     pub(crate) fn start(self) -> ActiveScope {
         let (start, micros) = id::now();
         let parent = context::with_current(|cur| cur.frame.clone());
-        // One expression, so the frame is built in place in the allocation.
-        let frame = Arc::new(Frame::child(
+        let frame = context::new_frame(Frame::child(
             parent,
             self.attrs,
             Some(ScopeData {
