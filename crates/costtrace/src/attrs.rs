@@ -1,16 +1,15 @@
-//! One frame's attributes, stored in a single byte buffer.
+//! One frame's attributes, stored in a single `String`.
 //!
-//! Each attribute is appended as its key, its value, and then both lengths.
-//! A length is 4 bytes of 7 bits each (least significant first), so the whole
-//! buffer is UTF-8: a reader validates it once and then only slices it. One
-//! buffer instead of a vector of string pairs: setting an attribute copies its
-//! bytes and nothing else (a `Display` value is formatted straight into the
-//! buffer), a frame with 1,000 attributes is one allocation of ~24 KB instead
-//! of 48 KB of pairs, and freeing it is one `free`. The lengths follow their
-//! strings so that the buffer is read from its end: the newest value of a key
-//! is found first, which is the value that wins. Both lengths sit together so
-//! that walking back costs one load per attribute (the walk is a chain of
-//! dependent loads).
+//! Each attribute is appended as its key, its value, and then both lengths,
+//! each length as one `char` (its code point is the length, skipping the
+//! surrogate range; a length below 128 is one byte). One buffer instead of a
+//! vector of string pairs: setting an attribute copies its bytes and nothing
+//! else (a `Display` value is formatted straight into the buffer), a frame
+//! with 1,000 attributes is one allocation of ~18 KB instead of 48 KB of
+//! pairs, and freeing it is one `free`. Being a `String`, it is read by
+//! slicing, with no UTF-8 validation. The lengths follow their strings so that
+//! the buffer is read from its end: the newest value of a key is found first,
+//! which is the value that wins.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -21,75 +20,82 @@ pub(crate) const POOLED_MAX_CAPACITY: usize = 1024;
 
 #[derive(Default)]
 pub(crate) struct AttrBuf {
-    /// Always UTF-8 (only `str`s and ASCII lengths are written), but kept as
-    /// bytes: writing a length into a `String` costs a check per byte.
-    bytes: Vec<u8>,
+    text: String,
 }
 
-/// Formats into the buffer.
-struct Append<'a>(&'a mut Vec<u8>);
+/// The longest key or value kept (1 MiB and a bit: the code points left
+/// after the surrogates); longer ones are cut on a character boundary.
+const MAX_TEXT: usize = 0x10_FFFF - 0x800;
 
-impl fmt::Write for Append<'_> {
-    #[inline]
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
+/// A length (at most [`MAX_TEXT`]) as a `char`.
+#[inline]
+fn len_char(len: usize) -> char {
+    let n = len as u32;
+    let n = if n < 0xD800 { n } else { n + 0x800 };
+    char::from_u32(n).unwrap_or('\0')
 }
 
-/// The longest key or value kept (256 MiB); longer ones are cut.
-const MAX_TEXT: usize = (1 << 28) - 1;
+#[inline]
+fn char_len(c: char) -> usize {
+    let n = c as u32;
+    (if n < 0xD800 { n } else { n - 0x800 }) as usize
+}
 
 impl AttrBuf {
-    pub(crate) fn with_buffer(mut bytes: Vec<u8>) -> AttrBuf {
-        bytes.clear();
-        AttrBuf { bytes }
+    pub(crate) fn with_buffer(mut text: String) -> AttrBuf {
+        text.clear();
+        AttrBuf { text }
     }
 
-    pub(crate) fn into_buffer(self) -> Vec<u8> {
-        self.bytes
+    pub(crate) fn into_buffer(self) -> String {
+        self.text
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.bytes.capacity()
+        self.text.capacity()
     }
 
     pub(crate) fn reserve(&mut self, additional_attrs: usize) {
         // A guess: short keys and values plus the two lengths.
-        self.bytes.reserve(additional_attrs.saturating_mul(24));
+        self.text.reserve(additional_attrs.saturating_mul(20));
     }
 
     /// The length of the text written since `start`, after cutting it to
     /// [`MAX_TEXT`] bytes.
     #[inline]
-    fn text_len(&mut self, start: usize) -> u32 {
-        let mut len = self.bytes.len() - start;
-        if len > MAX_TEXT {
-            // Cut on a character boundary (continuation bytes are 0b10xx_xxxx).
-            let mut cut = start + MAX_TEXT;
-            while self.bytes.get(cut).is_some_and(|b| b & 0xc0 == 0x80) {
-                cut -= 1;
-            }
-            self.bytes.truncate(cut);
-            len = cut - start;
+    fn text_len(&mut self, start: usize) -> usize {
+        let len = self.text.len() - start;
+        if len <= MAX_TEXT {
+            return len;
         }
-        len as u32
+        let mut cut = start + MAX_TEXT;
+        while !self.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.truncate(cut);
+        cut - start
     }
 
     #[inline]
-    fn push_lengths(&mut self, key: u32, value: u32) {
-        let both = u64::from(spread(key)) | (u64::from(spread(value)) << 32);
-        self.bytes.extend_from_slice(&both.to_le_bytes());
+    fn push_lengths(&mut self, key: usize, value: usize) {
+        for len in [key, value] {
+            if len < 0x80 {
+                // One byte, the common case (and known to be so here).
+                self.text.push(char::from(len as u8));
+            } else {
+                self.text.push(len_char(len));
+            }
+        }
     }
 
     /// Sets `key` to `value` (a later value for the same key wins).
     #[inline]
     pub(crate) fn push_str(&mut self, key: &str, value: &str) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(key.as_bytes());
+        let start = self.text.len();
+        self.text.push_str(key);
         let key_len = self.text_len(start);
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(value.as_bytes());
+        let start = self.text.len();
+        self.text.push_str(value);
         let value_len = self.text_len(start);
         self.push_lengths(key_len, value_len);
     }
@@ -98,24 +104,21 @@ impl AttrBuf {
     /// leaves what it wrote before failing.
     #[inline(never)]
     pub(crate) fn push_display(&mut self, key: &str, value: &(impl fmt::Display + ?Sized)) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(key.as_bytes());
+        let start = self.text.len();
+        self.text.push_str(key);
         let key_len = self.text_len(start);
-        let start = self.bytes.len();
-        let _ = write!(Append(&mut self.bytes), "{value}");
+        let start = self.text.len();
+        let _ = write!(self.text, "{value}");
         let value_len = self.text_len(start);
         self.push_lengths(key_len, value_len);
     }
 
     /// The attributes, newest first.
     pub(crate) fn iter_rev(&self) -> IterRev<'_> {
-        // One validation for the whole buffer (it cannot fail).
-        let text = std::str::from_utf8(&self.bytes).unwrap_or_default();
         IterRev {
-            text,
             raw: Raw {
-                bytes: text.as_bytes(),
-                end: text.len(),
+                text: &self.text,
+                end: self.text.len(),
             },
         }
     }
@@ -124,19 +127,19 @@ impl AttrBuf {
     #[inline]
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
         let mut raw = Raw {
-            bytes: &self.bytes,
-            end: self.bytes.len(),
+            text: &self.text,
+            end: self.text.len(),
         };
+        let bytes = self.text.as_bytes();
         let (key, last) = (key.as_bytes(), key.as_bytes().last());
         while let Some((k, v)) = raw.next() {
             // Length and last byte first: keys such as `key_1` … `key_999`
             // differ mostly at the end.
             if k.len() == key.len()
-                && (key.is_empty() || self.bytes.get(k.end - 1) == last)
-                && self.bytes.get(k) == Some(key)
+                && (key.is_empty() || bytes.get(k.end - 1) == last)
+                && bytes.get(k) == Some(key)
             {
-                // Only the answer is validated.
-                return std::str::from_utf8(self.bytes.get(v)?).ok();
+                return self.text.get(v);
             }
         }
         None
@@ -159,37 +162,40 @@ impl fmt::Debug for AttrBuf {
 
 /// [`AttrBuf::iter_rev`].
 pub(crate) struct IterRev<'a> {
-    text: &'a str,
     raw: Raw<'a>,
 }
 
 /// Walks a buffer from its end, answering where each key and value are.
 struct Raw<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
     end: usize,
 }
 
-/// A length as 4 bytes of 7 bits (each below 0x80, so ASCII).
-#[inline]
-fn spread(len: u32) -> u32 {
-    (len & 0x7f) | ((len << 1) & 0x7f00) | ((len << 2) & 0x7f_0000) | ((len << 3) & 0x7f00_0000)
-}
-
-#[inline]
-fn unspread(w: u32) -> usize {
-    ((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000) | ((w >> 3) & 0x0fe0_0000)) as usize
-}
-
 impl Raw<'_> {
+    /// The length stored in the `char` ending at `self.end`.
+    #[inline]
+    fn length(&mut self) -> Option<usize> {
+        let last = *self.text.as_bytes().get(self.end.checked_sub(1)?)?;
+        if last < 0x80 {
+            // Lengths below 128: one byte, the common case.
+            self.end -= 1;
+            return Some(usize::from(last));
+        }
+        let c = self.text.get(..self.end)?.chars().next_back()?;
+        self.end -= c.len_utf8();
+        Some(char_len(c))
+    }
+
     /// Where the key and the value of the attribute ending at `self.end` are.
     #[inline]
     fn next(&mut self) -> Option<(Range<usize>, Range<usize>)> {
-        let lengths_at = self.end.checked_sub(8)?;
-        let both = u64::from_le_bytes(self.bytes.get(lengths_at..self.end)?.try_into().ok()?);
-        let value_at = lengths_at.checked_sub(unspread((both >> 32) as u32))?;
-        let key_at = value_at.checked_sub(unspread(both as u32))?;
+        let value_len = self.length()?;
+        let key_len = self.length()?;
+        let value_at = self.end.checked_sub(value_len)?;
+        let key_at = value_at.checked_sub(key_len)?;
+        let value = value_at..self.end;
         self.end = key_at;
-        Some((key_at..value_at, value_at..lengths_at))
+        Some((key_at..value_at, value))
     }
 }
 
@@ -199,7 +205,7 @@ impl<'a> Iterator for IterRev<'a> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let (k, v) = self.raw.next()?;
-        Some((self.text.get(k)?, self.text.get(v)?))
+        Some((self.raw.text.get(k)?, self.raw.text.get(v)?))
     }
 }
 
@@ -263,6 +269,22 @@ mod tests {
         inner.push_str("k", "inner2");
         let flat = flatten([&inner, &outer].into_iter());
         assert_eq!(flat, [("i", "2"), ("k", "inner2"), ("o", "1")]);
+    }
+
+    #[test]
+    fn lengths_survive_the_surrogate_gap_and_long_texts_are_cut() {
+        let mut b = AttrBuf::default();
+        let around = "é".repeat(0xD800 / 2); // 0xD800 bytes
+        b.push_str("k", &around);
+        b.push_str(&"x".repeat(0xE000), "v");
+        let long = "ü".repeat(MAX_TEXT / 2 + 10);
+        b.push_str("long", &long);
+        assert_eq!(b.get("k"), Some(around.as_str()));
+        assert_eq!(b.get(&"x".repeat(0xE000)), Some("v"));
+        let cut = b.get("long").unwrap();
+        assert!(cut.len() <= MAX_TEXT && cut.len() > MAX_TEXT - 4);
+        assert!(long.starts_with(cut));
+        assert_eq!(b.len(), 3);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::scope::ScopeData;
 thread_local! {
     /// Emptied attribute buffers of this thread's ended scopes, reused by the
     /// next scopes built here instead of allocating.
-    static ATTR_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static ATTR_POOL: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 const ATTR_POOL_MAX: usize = 256;

@@ -173,8 +173,10 @@ fn recording_never_blocks_on_a_stuck_sink_and_counts_every_drop() {
 fn queued_attribute_bytes_are_bounded_too() {
     let _s = serial();
     let config = cfg().queue_capacity(100_000).queue_bytes(64 << 10);
-    // ~2.5 KB of attributes per scope: fewer than 27 fit in 64 KiB.
-    against_a_stuck_sink(config, 1_000, 27, || {
+    // At least 1,900 bytes of attributes per scope (100 keys of 7 and values
+    // of 10 bytes): no more than 35 fit under 64 KiB (the bound is checked
+    // before a push, so one more gets in).
+    against_a_stuck_sink(config, 1_000, 35, || {
         for _ in 0..1_000 {
             let _s = scope("big")
                 .attrs((0..100).map(|i| (format!("key_{i:03}"), format!("value_{i:04}"))))
