@@ -99,7 +99,17 @@ async fn postgres_late_commits_are_not_missed() {
     assert!(seen.is_empty(), "read past a running transaction: {seen:?}");
     assert_eq!(cursor, end);
     early.batch_execute("COMMIT").await.unwrap();
-    let (seen, cursor) = store.records_after(end, 100).await.unwrap();
+    // Rows count as settled once no transaction anywhere in the cluster is
+    // older than theirs; other tests running beside this one may hold one
+    // open for a moment, so wait (bounded) for both to appear — in order.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (seen, cursor) = loop {
+        let (seen, cursor) = store.records_after(end, 100).await.unwrap();
+        if seen.len() >= 2 || std::time::Instant::now() > deadline {
+            break (seen, cursor);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let ids: Vec<String> = seen.iter().map(costtrace_core::Record::key).collect();
     assert_eq!(ids, [a, b]);
     assert!(store.records_after(cursor, 100).await.unwrap().0.is_empty());
