@@ -48,12 +48,6 @@ impl NameCache {
         }
         Ok(n)
     }
-
-    /// [`NameCache::name`] of an optional id, as an owned string.
-    pub(crate) fn opt(&self, c: &Connection, id: Option<i64>) -> rusqlite::Result<Option<String>> {
-        id.map(|id| self.name(c, id).map(|n| n.as_ref().to_owned()))
-            .transpose()
-    }
 }
 
 /// A read connection with the store's shared name cache.
@@ -63,9 +57,15 @@ pub(crate) struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// The name of an optional dictionary id.
+    /// The name of dictionary id `id`, through the shared cache.
+    pub(crate) fn name(&self, id: i64) -> rusqlite::Result<Arc<str>> {
+        self.names.name(self.conn, id)
+    }
+
+    /// The name of an optional dictionary id, as an owned string.
     pub(crate) fn name_of(&self, id: Option<i64>) -> rusqlite::Result<Option<String>> {
-        self.names.opt(self.conn, id)
+        id.map(|id| self.name(id).map(|n| n.as_ref().to_owned()))
+            .transpose()
     }
 }
 

@@ -81,8 +81,8 @@ fn service_key(
     model: Option<i64>,
 ) -> rusqlite::Result<String> {
     Ok(match (service, model) {
-        (Some(s), _) => c.names.name(c, s)?.as_ref().to_owned(),
-        (None, Some(m)) => format!("llm:{}", c.names.name(c, m)?),
+        (Some(s), _) => c.name(s)?.as_ref().to_owned(),
+        (None, Some(m)) => format!("llm:{}", c.name(m)?),
         (None, None) => "unknown".to_owned(),
     })
 }
