@@ -1,4 +1,4 @@
-//! Fast UUIDv7 generation.
+//! Fast UUIDv7 generation and the clock scopes and records are timed with.
 //!
 //! `Uuid::now_v7()` takes a process-wide lock to keep ids monotonic; scopes are
 //! created on hot paths in many threads at once, so we build the same RFC 9562
@@ -12,9 +12,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub(crate) use std::time::Instant;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
@@ -44,7 +42,49 @@ fn next_u64() -> u64 {
         .unwrap_or_else(|_| seed())
 }
 
-/// The monotonic clock's zero for this process.
+/// The process's fast monotonic clock: the CPU's time-stamp counter where it
+/// is invariant (x86-64; the counter register on aarch64), scaled to
+/// nanoseconds by a calibration against the OS monotonic clock made once per
+/// process; elsewhere the OS monotonic clock itself (`quanta`). Reading the
+/// counter costs about half of `std::time::Instant::now()` (a vDSO call with
+/// its own conversions), and a scope reads the clock twice.
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
+/// Calibrates the clock now (a few milliseconds, once per process), so that
+/// the first scope does not pay for it. Called when a recorder starts.
+pub(crate) fn warm_up() {
+    let _ = clock();
+    let _ = base();
+}
+
+/// A point in time on [`clock`]: raw counter ticks, converted to
+/// nanoseconds only when a duration is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Instant(u64);
+
+impl Instant {
+    #[inline]
+    pub(crate) fn now() -> Instant {
+        Instant(clock().raw())
+    }
+
+    /// Time since `earlier` (zero if `earlier` is later).
+    #[inline]
+    pub(crate) fn duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_nanos(clock().delta_as_nanos(earlier.0, self.0))
+    }
+
+    /// Time since this instant.
+    #[inline]
+    pub(crate) fn elapsed(self) -> Duration {
+        Instant::now().duration_since(self)
+    }
+}
+
+/// The clock's zero for this process.
 static BASE: OnceLock<Instant> = OnceLock::new();
 /// Wall-clock microseconds minus monotonic microseconds since [`BASE`].
 /// Refreshed by the recorder thread on every tick, so NTP adjustments of the
@@ -62,15 +102,22 @@ fn base() -> Instant {
     *BASE.get_or_init(Instant::now)
 }
 
+/// Microseconds from [`BASE`] to `i`.
+#[inline]
+fn mono_micros(base: Instant, i: Instant) -> i64 {
+    (clock().delta_as_nanos(base.0, i.0) / 1000) as i64
+}
+
 /// Re-reads the wall clock against the monotonic clock.
 pub(crate) fn refresh_clock() {
     let base = base();
-    let mono = Instant::now().duration_since(base).as_micros() as i64;
+    let mono = mono_micros(base, Instant::now());
     OFFSET_MICROS.store(wall_micros() - mono, Ordering::Relaxed);
 }
 
 /// One clock read giving both the monotonic instant (for durations) and the
 /// wall-clock time in microseconds since the Unix epoch (for timestamps).
+#[inline]
 pub(crate) fn now() -> (Instant, i64) {
     let base = base();
     let mut offset = OFFSET_MICROS.load(Ordering::Relaxed);
@@ -79,10 +126,7 @@ pub(crate) fn now() -> (Instant, i64) {
         offset = OFFSET_MICROS.load(Ordering::Relaxed);
     }
     let i = Instant::now();
-    (
-        i,
-        i.saturating_duration_since(base).as_micros() as i64 + offset,
-    )
+    (i, mono_micros(base, i) + offset)
 }
 
 /// Microseconds since the Unix epoch.
@@ -109,6 +153,20 @@ mod tests {
         let derived = now_micros();
         let direct = wall_micros();
         assert!((derived - direct).abs() < 50_000, "{derived} vs {direct}");
+    }
+
+    #[test]
+    fn durations_follow_the_os_clock() {
+        let (a, _) = now();
+        let s = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(20));
+        let ours = a.elapsed();
+        let os = s.elapsed();
+        assert!(ours >= Duration::from_millis(19), "{ours:?}");
+        let diff = ours.abs_diff(os);
+        assert!(diff < Duration::from_millis(5), "{ours:?} vs {os:?}");
+        let later = Instant::now();
+        assert_eq!(a.duration_since(later), Duration::ZERO);
     }
 
     #[test]

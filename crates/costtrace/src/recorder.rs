@@ -263,6 +263,7 @@ impl Config {
             return Err(Error::AlreadyInitialized);
         }
         crate::panic::install_hook();
+        crate::id::warm_up();
         let sink = match self.custom_sink {
             Some(s) => s,
             None => self.sink.open()?,
@@ -495,11 +496,13 @@ impl ThreadBuffer {
     }
 }
 
-/// Frees a spent event on its own thread, keeping its attribute vector for
-/// the next scope built here.
+/// Frees a spent event on its own thread, keeping its attribute vector (or
+/// its usage allocation) for the next scope (or usage) recorded here.
 fn recycle(ev: Event) {
-    if let Event::ScopeDone(mut d) = ev {
-        crate::context::recycle_attrs(std::mem::take(&mut d.attrs));
+    match ev {
+        Event::ScopeDone(mut d) => crate::context::recycle_attrs(std::mem::take(&mut d.attrs)),
+        Event::Usage(u) => crate::usage::recycle_event(u),
+        _ => {}
     }
 }
 

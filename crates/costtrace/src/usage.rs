@@ -1,6 +1,7 @@
 //! `Usage`: one AI call or one use of a paid service, and `record()`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -46,6 +47,7 @@ pub struct Usage {
 
 impl Usage {
     /// An AI model call.
+    #[inline]
     pub fn llm(
         provider: impl Into<Cow<'static, str>>,
         model: impl Into<Cow<'static, str>>,
@@ -59,6 +61,7 @@ impl Usage {
 
     /// A paid non-AI service use, priced per unit (seed 004: `file_processor`
     /// per page, `transformer` per chunk).
+    #[inline]
     pub fn service(service_type: impl Into<Cow<'static, str>>) -> Usage {
         Usage {
             service_type: Some(service_type.into()),
@@ -67,35 +70,41 @@ impl Usage {
     }
 
     /// What kind of call: `chat`, `embedding`, `responses`, …
+    #[inline]
     pub fn operation(mut self, op: impl Into<Cow<'static, str>>) -> Self {
         self.operation = Some(op.into());
         self
     }
 
     /// All prompt tokens, cached ones included.
+    #[inline]
     pub fn input_tokens(mut self, n: u64) -> Self {
         self.input_tokens = Some(n);
         self
     }
 
+    #[inline]
     pub fn output_tokens(mut self, n: u64) -> Self {
         self.output_tokens = Some(n);
         self
     }
 
     /// Prompt tokens read from the provider's cache (a part of `input_tokens`).
+    #[inline]
     pub fn cache_read_tokens(mut self, n: u64) -> Self {
         self.cache_read_tokens = Some(n);
         self
     }
 
     /// Prompt tokens written to the provider's cache (a part of `input_tokens`).
+    #[inline]
     pub fn cache_write_tokens(mut self, n: u64) -> Self {
         self.cache_write_tokens = Some(n);
         self
     }
 
     /// Reasoning tokens (a part of `output_tokens`).
+    #[inline]
     pub fn reasoning_tokens(mut self, n: u64) -> Self {
         self.reasoning_tokens = Some(n);
         self
@@ -112,6 +121,7 @@ impl Usage {
         self
     }
 
+    #[inline]
     pub fn duration(mut self, d: Duration) -> Self {
         self.duration = Some(d);
         self
@@ -124,12 +134,14 @@ impl Usage {
     }
 
     /// A cost reported by the provider itself; kept instead of the catalogue's.
+    #[inline]
     pub fn cost_usd(mut self, usd: f64) -> Self {
         self.reported_cost_usd = Some(usd);
         self
     }
 
     /// The counts are known to be incomplete (for example a stream cut short).
+    #[inline]
     pub fn partial(mut self, yes: bool) -> Self {
         self.partial = yes;
         self
@@ -159,6 +171,40 @@ impl Usage {
     }
 }
 
+thread_local! {
+    /// Allocations of this thread's spent usage events, handed back by the
+    /// recorder, reused by the next `record` here: an event is ~330 bytes,
+    /// past the sizes glibc's allocator serves from its fast per-thread
+    /// caches, so a `malloc` and a `free` cost more than the rest of `record`.
+    // The boxes themselves are what is reused (clippy's `vec_box` assumes
+    // the contents are).
+    #[allow(clippy::vec_box)]
+    static EVENT_POOL: RefCell<Vec<Box<UsageEvent>>> = const { RefCell::new(Vec::new()) };
+}
+
+const EVENT_POOL_MAX: usize = 256;
+
+fn pooled_event() -> Option<Box<UsageEvent>> {
+    EVENT_POOL
+        .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+        .ok()
+        .flatten()
+}
+
+/// Keeps a spent usage event's allocation for reuse on this thread. Its
+/// frame is released now (it may hold a chain of ended scopes); the rest
+/// is overwritten on reuse.
+pub(crate) fn recycle_event(mut ev: Box<UsageEvent>) {
+    ev.frame = None;
+    let _ = EVENT_POOL.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < EVENT_POOL_MAX
+        {
+            p.push(ev);
+        }
+    });
+}
+
 /// Records one usage, stamped with the current context, scope, pricing tier
 /// and environment. Returns the record's id.
 ///
@@ -168,18 +214,30 @@ impl Usage {
 pub fn record(usage: Usage) -> Uuid {
     let micros = id::now_micros();
     let id = id::v7_at(micros);
-    context::with_current(|ctx| {
+    // Boxed first (in an allocation this thread used before, when there is
+    // one), so that the closure below carries a pointer rather than copies
+    // of the ~300-byte usage.
+    let mut ev = match pooled_event() {
+        Some(mut b) => {
+            // Field by field: the usage is copied once, not built beside
+            // the box and then copied in.
+            b.id = id;
+            b.micros = micros;
+            b.usage = usage;
+            b
+        }
+        None => Box::new(UsageEvent {
+            id,
+            micros,
+            frame: None,
+            usage,
+        }),
+    };
+    context::with_current(move |ctx| {
         let d = ctx.dispatch();
         if dispatch::enabled(d) {
-            dispatch::send(
-                d,
-                Event::Usage(Box::new(UsageEvent {
-                    id,
-                    micros,
-                    frame: ctx.frame.clone(),
-                    usage,
-                })),
-            );
+            ev.frame = ctx.frame.clone();
+            dispatch::send(d, Event::Usage(ev));
         }
     });
     id
