@@ -59,33 +59,33 @@ pub(crate) fn pooled_attrs() -> AttrBuf {
 
 thread_local! {
     /// Emptied frames of this thread's ended scopes, reused by the next
-    /// scopes started here: taking one back costs one atomic operation
-    /// (`Arc::get_mut`), where a `malloc` and a `free` cost about twice that.
-    static FRAME_POOL: RefCell<Vec<Arc<Frame>>> = const { RefCell::new(Vec::new()) };
+    /// scopes started here: taking one back costs one atomic load
+    /// (`FrameRef::get_mut`), where a `malloc` and a `free` cost far more.
+    static FRAME_POOL: RefCell<Vec<FrameRef>> = const { RefCell::new(Vec::new()) };
 }
 
 const FRAME_POOL_MAX: usize = 64;
 
 /// `frame` in a shared allocation, reusing a pooled one when there is one.
 #[inline]
-pub(crate) fn new_frame(frame: Frame) -> Arc<Frame> {
+pub(crate) fn new_frame(frame: Frame) -> FrameRef {
     let pooled = FRAME_POOL
         .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
         .ok()
         .flatten();
     if let Some(mut a) = pooled
-        && let Some(slot) = Arc::get_mut(&mut a)
+        && let Some(slot) = FrameRef::get_mut(&mut a)
     {
         *slot = frame;
         return a;
     }
-    Arc::new(frame)
+    FrameRef::new(frame)
 }
 
 /// Keeps `frame` for [`new_frame`] if nothing else holds it; its parts are
 /// dropped now, on this thread.
-pub(crate) fn recycle_frame(mut frame: Arc<Frame>) {
-    if let Some(f) = Arc::get_mut(&mut frame) {
+pub(crate) fn recycle_frame(mut frame: FrameRef) {
+    if let Some(f) = FrameRef::get_mut(&mut frame) {
         f.parent = None;
         f.scope = None;
         f.dispatch = None;
@@ -96,7 +96,7 @@ pub(crate) fn recycle_frame(mut frame: Arc<Frame>) {
 
 /// Keeps `frame`, already emptied (its parent, scope, attributes and
 /// dispatch taken), for [`new_frame`].
-pub(crate) fn pool_frame(frame: Arc<Frame>) {
+pub(crate) fn pool_frame(frame: FrameRef) {
     let _ = FRAME_POOL.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut()
             && p.len() < FRAME_POOL_MAX
@@ -106,8 +106,14 @@ pub(crate) fn pool_frame(frame: Arc<Frame>) {
     });
 }
 
+/// A shared frame. `triomphe`'s `Arc` has no weak count, so checking that a
+/// frame is unshared (to reuse it, or to move its parts out when its scope
+/// ends) is one atomic load where `std`'s `Arc::get_mut` needs a
+/// compare-and-swap, and each of those costs ~10 ns here.
+pub(crate) type FrameRef = triomphe::Arc<Frame>;
+
 pub(crate) struct Frame {
-    pub(crate) parent: Option<Arc<Frame>>,
+    pub(crate) parent: Option<FrameRef>,
     /// This frame's own attributes.
     pub(crate) attrs: AttrBuf,
     /// Present when this frame is a scope.
@@ -124,7 +130,7 @@ pub(crate) struct Frame {
 impl Frame {
     #[inline(always)]
     pub(crate) fn child(
-        parent: Option<Arc<Frame>>,
+        parent: Option<FrameRef>,
         attrs: AttrBuf,
         scope: Option<ScopeData>,
         tier: Option<PricingTier>,
@@ -173,7 +179,7 @@ impl Frame {
 /// ```
 #[derive(Clone, Default)]
 pub struct Context {
-    pub(crate) frame: Option<Arc<Frame>>,
+    pub(crate) frame: Option<FrameRef>,
 }
 
 impl fmt::Debug for Context {
@@ -288,7 +294,7 @@ impl Context {
             buf.push_display(k.as_ref(), &v);
         }
         Context {
-            frame: Some(Arc::new(Frame::child(
+            frame: Some(FrameRef::new(Frame::child(
                 self.frame.clone(),
                 buf,
                 None,
@@ -401,7 +407,7 @@ pub fn clear_context() -> ContextGuard {
     let dispatch = current().dispatch().cloned();
     let ctx = match dispatch {
         Some(d) => Context {
-            frame: Some(Arc::new(Frame::child(
+            frame: Some(FrameRef::new(Frame::child(
                 None,
                 AttrBuf::default(),
                 None,

@@ -8,7 +8,7 @@ use costtrace_core::PricingTier;
 use uuid::Uuid;
 
 use crate::attrs::AttrBuf;
-use crate::context::Frame;
+use crate::context::FrameRef;
 use crate::recorder;
 use crate::scope::Outcome;
 use crate::usage::Usage;
@@ -20,7 +20,7 @@ pub(crate) enum Event {
     /// A scope whose frame is still shared (a `Context` or `ScopeHandle`
     /// clone outlived it): the recorder reads the frame.
     ScopeEnd {
-        frame: Arc<Frame>,
+        frame: FrameRef,
         duration: Duration,
     },
     /// The common case: nothing else held the scope's frame when it ended, so
@@ -43,7 +43,7 @@ pub(crate) struct ScopeDone {
     /// The scope's own attributes, on top of those of `parent`'s chain.
     pub(crate) attrs: AttrBuf,
     /// The enclosing frame: inherited attributes, parent scope id, tier.
-    pub(crate) parent: Option<Arc<Frame>>,
+    pub(crate) parent: Option<FrameRef>,
     pub(crate) rare: Option<Box<ScopeRare>>,
 }
 
@@ -84,10 +84,7 @@ impl ScopeDone {
     pub(crate) fn owns_no_memory(&self) -> bool {
         self.attrs.capacity() == 0
             && self.rare.is_none()
-            && self
-                .parent
-                .as_ref()
-                .is_none_or(|p| Arc::strong_count(p) > 1)
+            && self.parent.as_ref().is_none_or(|p| FrameRef::count(p) > 1)
     }
 }
 
@@ -106,7 +103,7 @@ impl Event {
 pub(crate) struct UsageEvent {
     pub(crate) id: Uuid,
     pub(crate) micros: i64,
-    pub(crate) frame: Option<Arc<Frame>>,
+    pub(crate) frame: Option<FrameRef>,
     pub(crate) usage: Usage,
 }
 

@@ -124,12 +124,9 @@ impl Materializer {
         } = ev;
         let (id, micros) = (*id, *micros);
         let tier = frame.as_ref().map_or(PricingTier::Standard, |f| f.tier);
-        let reported = u
-            .reported_cost_usd
-            .and_then(usd_to_nanos)
-            .filter(|n| *n >= 0);
+        let reported = u.reported_cost().and_then(usd_to_nanos).filter(|n| *n >= 0);
         let mut attrs = attrs_of(frame.as_deref());
-        for (k, v) in &u.attrs {
+        for (k, v) in u.own_attrs() {
             attrs.insert(k.to_string(), guard_attr(k, v).to_owned());
         }
         let mut rec = UsageRecord {
@@ -142,20 +139,24 @@ impl Materializer {
             model: u.model.as_deref().map(String::from),
             service_type: u.service_type.as_deref().map(String::from),
             operation: u.operation.as_deref().map(String::from),
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cache_read_tokens: u.cache_read_tokens,
-            cache_write_tokens: u.cache_write_tokens,
-            reasoning_tokens: u.reasoning_tokens,
-            units: u.units.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            input_tokens: u.input(),
+            output_tokens: u.output(),
+            cache_read_tokens: u.cache_read(),
+            cache_write_tokens: u.cache_write(),
+            reasoning_tokens: u.reasoning(),
+            units: u
+                .unit_counts()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             pricing_tier: tier,
             cost_usd: None,
             cost_nanos: None,
             unpriced_reason: None,
             price_version: None,
-            duration_ms: u.duration.map(|d| d.as_secs_f64() * 1000.0),
-            error_message: u.error.as_deref().map(redact_text),
-            partial: u.partial,
+            duration_ms: u.duration_value().map(|d| d.as_secs_f64() * 1000.0),
+            error_message: u.error_message().map(redact_text),
+            partial: u.is_partial(),
         };
         match reported {
             Some(n) => {

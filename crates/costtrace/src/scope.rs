@@ -5,14 +5,14 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use costtrace_core::{ItemError, MAX_SCOPE_ERRORS, PricingTier};
 use uuid::Uuid;
 
 use crate::attrs::AttrBuf;
-use crate::context::{self, Context, Frame};
+use crate::context::{self, Context, Frame, FrameRef};
 use crate::dispatch::{self, Event, ScopeDone, ScopeRare};
 use crate::id::Instant;
 use crate::{id, panic};
@@ -109,7 +109,7 @@ fn set_ending(s: &ScopeData, ending: Ending) {
 /// `ScopeHandle` clone outlived the scope), its fields are moved into the
 /// event and the emptied frame is kept for reuse on this thread; only
 /// otherwise does the shared frame travel to the recorder.
-pub(crate) fn finish(mut frame: Arc<Frame>, ending: Ending) {
+pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
     let Some(s) = frame.scope.as_ref() else {
         return;
     };
@@ -123,7 +123,7 @@ pub(crate) fn finish(mut frame: Arc<Frame>, ending: Ending) {
     }
     // Its parts are taken out and the emptied frame is kept for the next
     // scope started on this thread.
-    let taken = Arc::get_mut(&mut frame).map(|f| {
+    let taken = FrameRef::get_mut(&mut frame).map(|f| {
         (
             f.scope.take(),
             f.parent.take(),
@@ -362,7 +362,7 @@ impl ScopeBuilder {
 /// inside it (also from async code, where no guard is held).
 #[derive(Clone)]
 pub struct ScopeHandle {
-    pub(crate) frame: Arc<Frame>,
+    pub(crate) frame: FrameRef,
 }
 
 impl fmt::Debug for ScopeHandle {
@@ -479,7 +479,7 @@ impl fmt::Debug for ActiveScope {
 fn ended_handle() -> &'static ScopeHandle {
     static ENDED: OnceLock<ScopeHandle> = OnceLock::new();
     ENDED.get_or_init(|| ScopeHandle {
-        frame: Arc::new(Frame::child(None, AttrBuf::default(), None, None, None)),
+        frame: FrameRef::new(Frame::child(None, AttrBuf::default(), None, None, None)),
     })
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use costtrace_core::{Environment, Record, ScopeRecord, UsageRecord};
 
-use crate::context::{Context, ContextGuard, Frame};
+use crate::context::{Context, ContextGuard, Frame, FrameRef};
 use crate::dispatch::{Dispatch, Event};
 use crate::materialize::Materializer;
 use crate::pricer::Pricer;
@@ -73,7 +73,7 @@ pub fn capture_in(environment: Environment) -> Capture {
     });
     let dispatch: Arc<dyn Dispatch> = sink.clone();
     let ctx = crate::context::with_current(|cur| Context {
-        frame: Some(Arc::new(Frame::child(
+        frame: Some(FrameRef::new(Frame::child(
             cur.frame.clone(),
             crate::attrs::AttrBuf::default(),
             None,

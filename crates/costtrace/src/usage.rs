@@ -31,18 +31,51 @@ pub struct Usage {
     pub(crate) model: Option<Cow<'static, str>>,
     pub(crate) service_type: Option<Cow<'static, str>>,
     pub(crate) operation: Option<Cow<'static, str>>,
-    pub(crate) input_tokens: Option<u64>,
-    pub(crate) output_tokens: Option<u64>,
-    pub(crate) cache_read_tokens: Option<u64>,
-    pub(crate) cache_write_tokens: Option<u64>,
-    pub(crate) reasoning_tokens: Option<u64>,
-    pub(crate) units: Vec<(Cow<'static, str>, u64)>,
-    pub(crate) duration: Option<Duration>,
-    pub(crate) error: Option<String>,
-    pub(crate) reported_cost_usd: Option<f64>,
-    pub(crate) partial: bool,
+    counts: Counts,
+    /// What few calls have (units, duration, error, reported cost, own
+    /// attributes): only those pay for the allocation. Keeps the common
+    /// usage at ~150 bytes, which matters because `record` writes it on the
+    /// caller's core and the recorder reads it on another (every cache
+    /// line of it crosses between them).
+    more: Option<Box<More>>,
+}
+
+/// Token counts, each unknown until set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    values: [u64; 5],
+    /// Bit `i` set when `values[i]` is known.
+    known: u8,
+    partial: bool,
+}
+
+const INPUT: usize = 0;
+const OUTPUT: usize = 1;
+const CACHE_READ: usize = 2;
+const CACHE_WRITE: usize = 3;
+const REASONING: usize = 4;
+
+impl Counts {
+    #[inline]
+    fn set(&mut self, i: usize, n: u64) {
+        self.values[i] = n;
+        self.known |= 1 << i;
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<u64> {
+        (self.known & (1 << i) != 0).then_some(self.values[i])
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct More {
+    units: Vec<(Cow<'static, str>, u64)>,
+    duration: Option<Duration>,
+    error: Option<String>,
+    reported_cost_usd: Option<f64>,
     /// Attributes of this call only, on top of the context's.
-    pub(crate) attrs: Vec<(Cow<'static, str>, String)>,
+    attrs: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Usage {
@@ -69,6 +102,10 @@ impl Usage {
         }
     }
 
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
     /// What kind of call: `chat`, `embedding`, `responses`, …
     #[inline]
     pub fn operation(mut self, op: impl Into<Cow<'static, str>>) -> Self {
@@ -79,34 +116,34 @@ impl Usage {
     /// All prompt tokens, cached ones included.
     #[inline]
     pub fn input_tokens(mut self, n: u64) -> Self {
-        self.input_tokens = Some(n);
+        self.counts.set(INPUT, n);
         self
     }
 
     #[inline]
     pub fn output_tokens(mut self, n: u64) -> Self {
-        self.output_tokens = Some(n);
+        self.counts.set(OUTPUT, n);
         self
     }
 
     /// Prompt tokens read from the provider's cache (a part of `input_tokens`).
     #[inline]
     pub fn cache_read_tokens(mut self, n: u64) -> Self {
-        self.cache_read_tokens = Some(n);
+        self.counts.set(CACHE_READ, n);
         self
     }
 
     /// Prompt tokens written to the provider's cache (a part of `input_tokens`).
     #[inline]
     pub fn cache_write_tokens(mut self, n: u64) -> Self {
-        self.cache_write_tokens = Some(n);
+        self.counts.set(CACHE_WRITE, n);
         self
     }
 
     /// Reasoning tokens (a part of `output_tokens`).
     #[inline]
     pub fn reasoning_tokens(mut self, n: u64) -> Self {
-        self.reasoning_tokens = Some(n);
+        self.counts.set(REASONING, n);
         self
     }
 
@@ -114,36 +151,35 @@ impl Usage {
     /// unit name replaces its count.
     pub fn units(mut self, name: impl Into<Cow<'static, str>>, n: u64) -> Self {
         let name = name.into();
-        match self.units.iter_mut().find(|(k, _)| *k == name) {
+        let units = &mut self.more().units;
+        match units.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = n,
-            None => self.units.push((name, n)),
+            None => units.push((name, n)),
         }
         self
     }
 
-    #[inline]
     pub fn duration(mut self, d: Duration) -> Self {
-        self.duration = Some(d);
+        self.more().duration = Some(d);
         self
     }
 
     /// The call failed with `msg` (credentials in it are redacted).
     pub fn error(mut self, msg: impl Into<String>) -> Self {
-        self.error = Some(msg.into());
+        self.more().error = Some(msg.into());
         self
     }
 
     /// A cost reported by the provider itself; kept instead of the catalogue's.
-    #[inline]
     pub fn cost_usd(mut self, usd: f64) -> Self {
-        self.reported_cost_usd = Some(usd);
+        self.more().reported_cost_usd = Some(usd);
         self
     }
 
     /// The counts are known to be incomplete (for example a stream cut short).
     #[inline]
     pub fn partial(mut self, yes: bool) -> Self {
-        self.partial = yes;
+        self.counts.partial = yes;
         self
     }
 
@@ -163,11 +199,56 @@ impl Usage {
     ) -> Self {
         let key = key.into();
         let value = value.to_string();
-        match self.attrs.iter_mut().find(|(k, _)| *k == key) {
+        let attrs = &mut self.more().attrs;
+        match attrs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
-            None => self.attrs.push((key, value)),
+            None => attrs.push((key, value)),
         }
         self
+    }
+
+    pub(crate) fn input(&self) -> Option<u64> {
+        self.counts.get(INPUT)
+    }
+
+    pub(crate) fn output(&self) -> Option<u64> {
+        self.counts.get(OUTPUT)
+    }
+
+    pub(crate) fn cache_read(&self) -> Option<u64> {
+        self.counts.get(CACHE_READ)
+    }
+
+    pub(crate) fn cache_write(&self) -> Option<u64> {
+        self.counts.get(CACHE_WRITE)
+    }
+
+    pub(crate) fn reasoning(&self) -> Option<u64> {
+        self.counts.get(REASONING)
+    }
+
+    pub(crate) fn is_partial(&self) -> bool {
+        self.counts.partial
+    }
+
+    pub(crate) fn unit_counts(&self) -> &[(Cow<'static, str>, u64)] {
+        self.more.as_ref().map_or(&[], |m| &m.units)
+    }
+
+    pub(crate) fn duration_value(&self) -> Option<Duration> {
+        self.more.as_ref().and_then(|m| m.duration)
+    }
+
+    pub(crate) fn error_message(&self) -> Option<&str> {
+        self.more.as_ref().and_then(|m| m.error.as_deref())
+    }
+
+    pub(crate) fn reported_cost(&self) -> Option<f64> {
+        self.more.as_ref().and_then(|m| m.reported_cost_usd)
+    }
+
+    pub(crate) fn own_attrs(&self) -> &[(Cow<'static, str>, String)] {
+        self.more.as_ref().map_or(&[], |m| &m.attrs)
     }
 }
 
@@ -241,4 +322,59 @@ pub fn record(usage: Usage) -> Uuid {
         }
     });
     id
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_common_usage_stays_small() {
+        // `record` copies it and the recorder reads it on another core.
+        assert!(std::mem::size_of::<Usage>() <= 160);
+    }
+
+    #[test]
+    fn every_field_reaches_the_record_and_unset_counts_stay_unknown() {
+        let cap = crate::testing::capture();
+        record(
+            Usage::llm("openai", "gpt-4o")
+                .operation("chat")
+                .input_tokens(1200)
+                .cache_read_tokens(1000)
+                .cache_write_tokens(0)
+                .output_tokens(300)
+                .reasoning_tokens(7)
+                .units("images", 2)
+                .units("images", 3)
+                .duration(Duration::from_millis(1500))
+                .error("rate limited")
+                .partial(true)
+                .attr("http_status", 429),
+        );
+        record(Usage::service("file_processor").units("pages", 10));
+        let u = cap.usages();
+        assert_eq!(u.len(), 2);
+        let a = &u[0];
+        assert_eq!(a.provider.as_deref(), Some("openai"));
+        assert_eq!(a.operation.as_deref(), Some("chat"));
+        assert_eq!(a.input_tokens, Some(1200));
+        assert_eq!(a.cache_read_tokens, Some(1000));
+        assert_eq!(a.cache_write_tokens, Some(0));
+        assert_eq!(a.output_tokens, Some(300));
+        assert_eq!(a.reasoning_tokens, Some(7));
+        assert_eq!(a.units.get("images"), Some(&3));
+        assert_eq!(a.duration_ms, Some(1500.0));
+        assert_eq!(a.error_message.as_deref(), Some("rate limited"));
+        assert!(a.partial);
+        assert_eq!(a.attrs["http_status"], "429");
+        let b = &u[1];
+        assert_eq!(b.service_type.as_deref(), Some("file_processor"));
+        assert_eq!(b.units.get("pages"), Some(&10));
+        assert_eq!(b.input_tokens, None);
+        assert_eq!(b.output_tokens, None);
+        assert_eq!(b.duration_ms, None);
+        assert!(!b.partial);
+    }
 }

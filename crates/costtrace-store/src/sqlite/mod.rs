@@ -11,7 +11,6 @@ mod read;
 mod tail;
 mod write;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,15 +74,11 @@ struct Inner {
     names: names::NameCache,
 }
 
-/// name → `names` id, as the writer caches them. foldhash: every usage
-/// record looks up about nine names here, and SipHash showed in profiles.
-pub(crate) type NameIds = HashMap<String, i64, foldhash::fast::RandomState>;
-
 /// The writer connection and what it caches.
 pub(crate) struct Writer {
     pub conn: Connection,
     /// `names` rows seen by this writer (cleared on a failed transaction).
-    pub names: NameIds,
+    pub names: HashMap<String, i64>,
     /// Records older than this go straight to the archive tables.
     pub archived_before: i64,
 }
@@ -196,7 +191,7 @@ impl SqliteStore {
                 memory,
                 writer: Mutex::new(Writer {
                     conn,
-                    names: NameIds::default(),
+                    names: HashMap::new(),
                     archived_before,
                 }),
                 readers: Mutex::new(Vec::new()),
@@ -330,20 +325,8 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(0);
         }
-        let batch = write::Batch::encode(records, str::to_owned, |r| Cow::Owned(r.clone()));
+        let batch = write::Batch::encode(records);
         self.write(move |w| write::insert_batch(w, &batch)).await
-    }
-
-    async fn insert_owned_records(&self, records: Vec<Record>) -> Result<u64, StoreError> {
-        if records.is_empty() {
-            return Ok(0);
-        }
-        // Encoded on the writer thread, borrowing the records' strings.
-        self.write(move |w| {
-            let batch = write::Batch::encode(&records, |s| s, Cow::Borrowed);
-            write::insert_batch(w, &batch)
-        })
-        .await
     }
 
     async fn start_request(&self, req: &RequestRecord) -> Result<(), StoreError> {
