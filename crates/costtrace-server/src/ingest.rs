@@ -134,10 +134,11 @@ pub(crate) async fn ingest(
         valid = kept;
     }
     let records: Vec<Record> = valid.into_iter().map(|(_, r)| r).collect();
+    let accepted = records.len();
     let inserted = if records.is_empty() {
         0
     } else {
-        match state.store.insert_records(&records).await {
+        match state.store.insert_owned_records(records).await {
             Ok(n) => n,
             Err(e) => {
                 state.metrics.store_write_failed();
@@ -147,14 +148,14 @@ pub(crate) async fn ingest(
     };
     state
         .metrics
-        .records_ingested(records.len() as u64, rejected.len() as u64);
-    let status = if records.is_empty() && !rejected.is_empty() {
+        .records_ingested(accepted as u64, rejected.len() as u64);
+    let status = if accepted == 0 && !rejected.is_empty() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
     };
     let body = IngestResult {
-        accepted: records.len(),
+        accepted,
         inserted,
         rejected,
         detail: (status != StatusCode::OK)
@@ -202,11 +203,68 @@ fn find_nul(v: &Value, path: &mut String) -> Option<String> {
     }
 }
 
-/// Just the tag of a record.
-#[derive(serde::Deserialize)]
-struct Kind<'a> {
-    #[serde(borrow)]
-    kind: std::borrow::Cow<'a, str>,
+/// A record whose first key is `kind`, as serde writes every [`Record`]:
+/// read in one pass over its text, the tag and then the rest of the object
+/// as that kind's fields. Anything else (the tag later, an escaped key, a
+/// second `kind`) is an error here, and [`parse_raw`] takes the slow path.
+struct KindFirst(Record);
+
+impl<'de> serde::Deserialize<'de> for KindFirst {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(KindFirstVisitor)
+    }
+}
+
+struct KindFirstVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KindFirstVisitor {
+    type Value = KindFirst;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a record object starting with \"kind\"")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KindFirst, A::Error> {
+        use serde::de::{Error, value::MapAccessDeserializer};
+        if map.next_key::<&'de str>()? != Some("kind") {
+            return Err(A::Error::custom("kind is not the first key"));
+        }
+        let kind: &'de str = map.next_value()?;
+        let rest = MapAccessDeserializer::new(NoSecondKind(map));
+        Ok(KindFirst(match kind {
+            "usage" => Record::Usage(serde::Deserialize::deserialize(rest)?),
+            "request" => Record::Request(serde::Deserialize::deserialize(rest)?),
+            "scope" => Record::Scope(serde::Deserialize::deserialize(rest)?),
+            _ => return Err(A::Error::custom("unknown kind")),
+        }))
+    }
+}
+
+/// The rest of a record's keys; a second `kind` is an error (the slow path
+/// then decides which one counts, as a JSON object does: the last).
+struct NoSecondKind<A>(A);
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for NoSecondKind<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::{Error, value::BorrowedStrDeserializer};
+        match self.0.next_key::<&'de str>()? {
+            None => Ok(None),
+            Some("kind") => Err(A::Error::custom("kind appears twice")),
+            Some(k) => seed.deserialize(BorrowedStrDeserializer::new(k)).map(Some),
+        }
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
 }
 
 /// Reads one record straight from its text (no intermediate JSON tree). Any
@@ -218,13 +276,7 @@ fn parse_raw(raw: &RawValue) -> Result<Record, String> {
         if text.contains("\\u0000") {
             return None;
         }
-        let kind = serde_json::from_str::<Kind<'_>>(text).ok()?.kind;
-        match kind.as_ref() {
-            "usage" => serde_json::from_str(text).ok().map(Record::Usage),
-            "request" => serde_json::from_str(text).ok().map(Record::Request),
-            "scope" => serde_json::from_str(text).ok().map(Record::Scope),
-            _ => None,
-        }
+        serde_json::from_str::<KindFirst>(text).ok().map(|k| k.0)
     };
     match fast() {
         Some(r) => Ok(r),

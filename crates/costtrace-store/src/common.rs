@@ -112,7 +112,8 @@ pub(crate) fn time_key(group_by: crate::GroupBy, n: i64) -> Option<String> {
 /// One usage row as the views need it.
 #[derive(Debug, Default)]
 pub(crate) struct UsageLine {
-    pub service: String,
+    /// The `services_used` key (shared: the SQLite reader caches them).
+    pub service: std::sync::Arc<str>,
     pub cost_nanos: Option<i64>,
     /// input, output, cache read, cache write, reasoning.
     pub tokens: [Option<i64>; 5],
@@ -146,8 +147,8 @@ fn add_count(counts: &mut BTreeMap<String, i64>, k: &str, v: i64) {
 }
 
 /// Groups a request's usage by service key: `(services, priced nanos, unpriced count)`.
-pub(crate) fn services_used(
-    lines: &[UsageLine],
+pub(crate) fn services_used<'a>(
+    lines: impl IntoIterator<Item = &'a UsageLine>,
 ) -> Result<(Vec<ServiceUse>, i64, u64), StoreError> {
     let mut acc: BTreeMap<&str, ServiceAcc> = BTreeMap::new();
     for l in lines {

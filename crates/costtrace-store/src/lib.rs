@@ -105,6 +105,16 @@ pub trait Store: Send + Sync {
         records: &[Record],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// [`Store::insert_records`] for a caller that no longer needs the
+    /// records (the ingest endpoint): a backend may then write them without
+    /// copying their strings first.
+    fn insert_owned_records(
+        &self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move { self.insert_records(&records).await }
+    }
+
     /// Starts (or re-starts: upserts) a request; `status_code` may be `None`
     /// while it is running.
     fn start_request(
@@ -286,6 +296,9 @@ macro_rules! delegate {
 impl Store for AnyStore {
     async fn insert_records(&self, records: &[Record]) -> Result<u64, StoreError> {
         delegate!(self, s => s.insert_records(records))
+    }
+    async fn insert_owned_records(&self, records: Vec<Record>) -> Result<u64, StoreError> {
+        delegate!(self, s => s.insert_owned_records(records))
     }
     async fn start_request(&self, req: &RequestRecord) -> Result<(), StoreError> {
         delegate!(self, s => s.start_request(req))

@@ -62,7 +62,7 @@ async fn attach_usage(
     let mut by_request: HashMap<String, Vec<UsageLine>> = HashMap::new();
     for r in &rows {
         by_request.entry(r.get(0)).or_default().push(UsageLine {
-            service: r.get(1),
+            service: r.get::<_, String>(1).into(),
             cost_nanos: r.get(2),
             tokens: [r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)],
             units: r.get(8),

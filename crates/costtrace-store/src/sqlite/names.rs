@@ -25,12 +25,50 @@ const LIMIT: usize = 65_536;
 
 /// id → name for the dictionary-encoded dimension columns, shared by all
 /// read connections of one store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct NameCache {
     map: RwLock<HashMap<i64, Arc<str>>>,
+    /// model id → `llm:MODEL`, the service key of usage without a service type.
+    llm: RwLock<HashMap<i64, Arc<str>>>,
+    unknown: Arc<str>,
+}
+
+impl Default for NameCache {
+    fn default() -> Self {
+        NameCache {
+            map: RwLock::default(),
+            llm: RwLock::default(),
+            unknown: Arc::from("unknown"),
+        }
+    }
 }
 
 impl NameCache {
+    /// The `services_used` key of a usage row: its service type, else
+    /// `llm:MODEL`, else `unknown`.
+    pub(crate) fn service_key(
+        &self,
+        c: &Connection,
+        service: Option<i64>,
+        model: Option<i64>,
+    ) -> rusqlite::Result<Arc<str>> {
+        match (service, model) {
+            (Some(s), _) => self.name(c, s),
+            (None, Some(m)) => {
+                if let Some(k) = self.llm.read().unwrap_or_else(|p| p.into_inner()).get(&m) {
+                    return Ok(k.clone());
+                }
+                let k: Arc<str> = format!("llm:{}", self.name(c, m)?).into();
+                let mut map = self.llm.write().unwrap_or_else(|p| p.into_inner());
+                if map.len() < LIMIT {
+                    map.insert(m, k.clone());
+                }
+                Ok(k)
+            }
+            (None, None) => Ok(self.unknown.clone()),
+        }
+    }
+
     /// The name of dictionary id `id`, from the cache or the database.
     pub(crate) fn name(&self, c: &Connection, id: i64) -> rusqlite::Result<Arc<str>> {
         // A poisoned lock only means another reader panicked between two
@@ -60,6 +98,15 @@ impl Reader<'_> {
     /// The name of dictionary id `id`, through the shared cache.
     pub(crate) fn name(&self, id: i64) -> rusqlite::Result<Arc<str>> {
         self.names.name(self.conn, id)
+    }
+
+    /// The `services_used` key of a usage row (see [`NameCache::service_key`]).
+    pub(crate) fn service_key(
+        &self,
+        service: Option<i64>,
+        model: Option<i64>,
+    ) -> rusqlite::Result<Arc<str>> {
+        self.names.service_key(self.conn, service, model)
     }
 
     /// The name of an optional dictionary id, as an owned string.

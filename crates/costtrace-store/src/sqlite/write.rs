@@ -1,26 +1,27 @@
 //! SQLite writes: batch insert, request start/end, archive, re-pricing.
 //! Everything here runs on the writer connection, one transaction per call.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use costtrace_core::{Record, RequestRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Writer;
 use super::blocks::{self, BlockRanges};
+use super::{NameIds, Writer};
 use crate::common::{self, RawUsage};
 use crate::{ArchiveStats, RequestEnd, StoreError};
 
 /// A usage record encoded for the `usage` table (strings not yet mapped to
-/// `names` ids).
-pub(crate) struct UsageRow {
+/// `names` ids). `S` is `String` when the batch must own its data and
+/// `&str` when it can borrow the records.
+pub(crate) struct UsageRow<S> {
     id: [u8; 16],
     ts: i64,
-    links: [Option<String>; 4],
+    links: [Option<S>; 4],
     /// provider, model, service_type, operation.
-    dims: [Option<String>; 4],
+    dims: [Option<S>; 4],
     cost_nanos: Option<i64>,
-    price_version: Option<String>,
+    price_version: Option<S>,
     tokens: [Option<i64>; 5],
     env: i16,
     tier: i16,
@@ -28,48 +29,54 @@ pub(crate) struct UsageRow {
     scope_id: Option<[u8; 16]>,
     duration_ms: Option<f64>,
     units: Option<String>,
-    unpriced_reason: Option<String>,
-    error_message: Option<String>,
+    unpriced_reason: Option<S>,
+    error_message: Option<S>,
     attrs: Option<String>,
 }
 
-/// One insert batch, owned so it can move to the writer thread.
-pub(crate) struct Batch {
-    usage: Vec<UsageRow>,
-    requests: Vec<RequestRecord>,
+/// One insert batch: owned (`Batch<'static, String>`) to move to the writer
+/// thread, or borrowing records that were moved there.
+pub(crate) struct Batch<'a, S> {
+    usage: Vec<UsageRow<S>>,
+    requests: Vec<Cow<'a, RequestRecord>>,
     /// (id, started_at, JSON body).
     scopes: Vec<([u8; 16], i64, String)>,
 }
 
-impl Batch {
-    pub(crate) fn encode(records: &[Record]) -> Batch {
+impl<'a, S: AsRef<str>> Batch<'a, S> {
+    /// `text` makes a row's string (copy or borrow), `request` a request's.
+    pub(crate) fn encode<'r>(
+        records: &'r [Record],
+        text: impl Fn(&'r str) -> S,
+        request: impl Fn(&'r RequestRecord) -> Cow<'a, RequestRecord>,
+    ) -> Batch<'a, S> {
         let mut b = Batch {
             usage: Vec::with_capacity(records.len()),
             requests: Vec::new(),
             scopes: Vec::new(),
         };
+        let opt = |s: Option<&'r str>| s.map(&text);
         for r in records {
             match r {
                 Record::Usage(u) => {
                     let l = common::links(&u.attrs);
-                    let own = |s: Option<&str>| s.map(str::to_owned);
                     b.usage.push(UsageRow {
                         id: *u.id.as_bytes(),
                         ts: u.timestamp.as_micros(),
                         links: [
-                            own(l.request_id),
-                            own(l.task_id),
-                            own(l.doc_id),
-                            own(l.entity_id),
+                            opt(l.request_id),
+                            opt(l.task_id),
+                            opt(l.doc_id),
+                            opt(l.entity_id),
                         ],
                         dims: [
-                            u.provider.clone(),
-                            u.model.clone(),
-                            u.service_type.clone(),
-                            u.operation.clone(),
+                            opt(u.provider.as_deref()),
+                            opt(u.model.as_deref()),
+                            opt(u.service_type.as_deref()),
+                            opt(u.operation.as_deref()),
                         ],
                         cost_nanos: u.cost_nanos,
-                        price_version: u.price_version.clone(),
+                        price_version: opt(u.price_version.as_deref()),
                         tokens: [
                             common::count(u.input_tokens),
                             common::count(u.output_tokens),
@@ -83,12 +90,12 @@ impl Batch {
                         scope_id: u.scope_id.map(|s| *s.as_bytes()),
                         duration_ms: u.duration_ms,
                         units: common::units_json(&u.units),
-                        unpriced_reason: u.unpriced_reason.clone(),
-                        error_message: u.error_message.clone(),
+                        unpriced_reason: opt(u.unpriced_reason.as_deref()),
+                        error_message: opt(u.error_message.as_deref()),
                         attrs: l.rest.and_then(|m| serde_json::to_string(&m).ok()),
                     });
                 }
-                Record::Request(q) => b.requests.push(q.clone()),
+                Record::Request(q) => b.requests.push(request(q)),
                 Record::Scope(s) => {
                     let body = serde_json::to_string(s).unwrap_or_default();
                     b.scopes
@@ -101,11 +108,7 @@ impl Batch {
 }
 
 /// The `names` id of `s`, inserting it when new.
-pub(crate) fn name_id(
-    conn: &Connection,
-    cache: &mut HashMap<String, i64>,
-    s: &str,
-) -> Result<i64, StoreError> {
+pub(crate) fn name_id(conn: &Connection, cache: &mut NameIds, s: &str) -> Result<i64, StoreError> {
     if let Some(id) = cache.get(s) {
         return Ok(*id);
     }
@@ -127,7 +130,7 @@ pub(crate) fn name_id(
 
 fn opt_name(
     conn: &Connection,
-    cache: &mut HashMap<String, i64>,
+    cache: &mut NameIds,
     s: Option<&str>,
 ) -> Result<Option<i64>, StoreError> {
     s.map(|s| name_id(conn, cache, s)).transpose()
@@ -140,7 +143,10 @@ const USAGE_INSERT: &str = "(id, ts, request_k, task_k, doc_k, entity_k, provide
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)";
 
-pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError> {
+pub(crate) fn insert_batch<S: AsRef<str>>(
+    w: &mut Writer,
+    b: &Batch<'_, S>,
+) -> Result<u64, StoreError> {
     let Writer {
         conn,
         names,
@@ -156,9 +162,9 @@ pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError>
         for u in &b.usage {
             let mut k = [None; 8];
             for (slot, s) in k.iter_mut().zip(u.links.iter().chain(&u.dims)) {
-                *slot = opt_name(&tx, names, s.as_deref())?;
+                *slot = opt_name(&tx, names, s.as_ref().map(AsRef::as_ref))?;
             }
-            let pv = opt_name(&tx, names, u.price_version.as_deref())?;
+            let pv = opt_name(&tx, names, u.price_version.as_ref().map(AsRef::as_ref))?;
             let p = params![
                 &u.id[..],
                 u.ts,
@@ -183,8 +189,8 @@ pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError>
                 u.scope_id.as_ref().map(|s| &s[..]),
                 u.duration_ms,
                 u.units,
-                u.unpriced_reason,
-                u.error_message,
+                u.unpriced_reason.as_ref().map(AsRef::as_ref),
+                u.error_message.as_ref().map(AsRef::as_ref),
                 u.attrs,
             ];
             let n = if u.ts < *archived_before {
@@ -225,7 +231,7 @@ pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError>
 /// still empty. Returns whether it was new.
 fn upsert_request(
     conn: &Connection,
-    names: &mut HashMap<String, i64>,
+    names: &mut NameIds,
     r: &RequestRecord,
     archived_before: i64,
 ) -> Result<bool, StoreError> {
