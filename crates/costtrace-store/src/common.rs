@@ -179,11 +179,11 @@ pub(crate) fn services_used<'a>(
         .map(|(key, a)| {
             total = total.saturating_add(a.priced);
             unpriced += a.unpriced;
-            let mut breakdown: BTreeMap<String, serde_json::Value> = a
-                .counts
-                .into_iter()
-                .map(|(k, v)| (k, serde_json::Value::from(v)))
-                .collect();
+            // Inserted one by one, in order: `collect` would buffer and sort.
+            let mut breakdown: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+            for (k, v) in a.counts {
+                breakdown.insert(k, serde_json::Value::from(v));
+            }
             if a.unpriced > 0 {
                 breakdown.insert("unpriced_count".into(), a.unpriced.into());
             }

@@ -23,13 +23,16 @@ use rusqlite::Connection;
 /// just without the cache for the rest.
 const LIMIT: usize = 65_536;
 
+/// id → name; foldhash, as a list of requests looks up a few dozen ids.
+type IdMap = HashMap<i64, Arc<str>, foldhash::fast::RandomState>;
+
 /// id → name for the dictionary-encoded dimension columns, shared by all
 /// read connections of one store.
 #[derive(Debug)]
 pub(crate) struct NameCache {
-    map: RwLock<HashMap<i64, Arc<str>>>,
+    map: RwLock<IdMap>,
     /// model id → `llm:MODEL`, the service key of usage without a service type.
-    llm: RwLock<HashMap<i64, Arc<str>>>,
+    llm: RwLock<IdMap>,
     unknown: Arc<str>,
 }
 
