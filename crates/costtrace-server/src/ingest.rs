@@ -500,3 +500,58 @@ fn price(mut r: Record, state: &AppState) -> Record {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    fn slow(text: &str) -> Result<Record, String> {
+        parse_record(serde_json::from_str(text).unwrap())
+    }
+
+    const USAGE: &str = r#""id":"0190c3e0-0000-7000-8000-000000000001","attrs":{"task_id":"t1"},"environment":"production","timestamp":"2025-01-15T10:30:00.000Z","provider":"openai","model":"gpt-4o","input_tokens":10,"units":{"pages":2},"pricing_tier":"standard","cost_usd":0.5"#;
+
+    #[test]
+    fn one_pass_reading_matches_the_checked_path() {
+        let records = [
+            format!(r#"{{"kind":"usage",{USAGE}}}"#),
+            r#"{"kind":"request","request_id":"r1","task_id":"t1","timestamp":"2025-01-15T10:30:00.000Z","status_code":200}"#.to_owned(),
+            r#"{"kind":"scope","id":"0190c3e0-0000-7000-8000-000000000002","parent_id":null,"name":"op","attrs":{},"environment":"production","started_at":"2025-01-15T10:30:00.000Z","duration_ms":1.5,"error_occurred":false,"error_message":null,"success_count":1,"failure_count":0,"errors":[],"pricing_tier":"standard","item_count":null}"#.to_owned(),
+        ];
+        for text in &records {
+            let fast = serde_json::from_str::<KindFirst>(text).map(|k| k.0);
+            assert_eq!(fast.ok(), slow(text).ok(), "{text}");
+            assert_eq!(parse_raw(&raw(text)), slow(text));
+        }
+        // A serialized record has its tag first, so it takes the one pass.
+        let rec = slow(&records[0]).unwrap();
+        let text = serde_json::to_string(&rec).unwrap();
+        assert!(serde_json::from_str::<KindFirst>(&text).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn anything_unusual_takes_the_checked_path() {
+        // Tag not first, tag twice (the last counts), an escaped key, bad kind.
+        let later = format!(r#"{{{USAGE},"kind":"usage"}}"#);
+        let twice = format!(r#"{{"kind":"scope",{USAGE},"kind":"usage"}}"#);
+        let escaped = format!(
+            r#"{{"kind":"usage",{},"\u006dodel":"gpt-4o-mini"}}"#,
+            &USAGE
+        );
+        for text in [&later, &twice, &escaped] {
+            assert!(serde_json::from_str::<KindFirst>(text).is_err(), "{text}");
+            assert_eq!(parse_raw(&raw(text)), slow(text), "{text}");
+        }
+        assert!(matches!(parse_raw(&raw(&twice)), Ok(Record::Usage(_))));
+        let bogus = r#"{"kind":"bogus"}"#;
+        assert!(
+            parse_raw(&raw(bogus))
+                .unwrap_err()
+                .contains("not a record kind")
+        );
+    }
+}
