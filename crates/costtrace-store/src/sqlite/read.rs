@@ -108,11 +108,7 @@ fn attach_usage(
     }
     let marks = vec!["?"; views.len()].join(", ");
     let mut sql = format!(
-        "SELECT u.request_k, u.service_k, u.model_k, u.cost_nanos,
-                u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                u.reasoning_tokens, u.units
-         FROM usage u
-         WHERE u.request_k IN ({marks})"
+        "SELECT u.request_k, {USAGE_LINE_COLUMNS} FROM usage u WHERE u.request_k IN ({marks})"
     );
     let mut args: Vec<i64> = views.iter().map(|(k, _)| *k).collect();
     if let Some(t) = tenant {
@@ -121,20 +117,41 @@ fn attach_usage(
     }
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(params_from_iter(args), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            UsageLine {
-                service: c.service_key(r.get(1)?, r.get(2)?)?,
-                cost_nanos: r.get(3)?,
-                tokens: [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
-                units: r.get(9)?,
-            },
-        ))
+        Ok((r.get::<_, i64>(0)?, usage_line(c, r, 1)?))
     })?;
     let mut lines: Vec<(i64, UsageLine)> = Vec::with_capacity(views.len() * 4);
     for row in rows {
         lines.push(row?);
     }
+    fill_services(views, lines)
+}
+
+/// Columns of a usage row as [`usage_line`] reads them, from `u`.
+const USAGE_LINE_COLUMNS: &str = "u.service_k, u.model_k, u.cost_nanos, u.input_tokens,
+    u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens, u.units";
+
+/// A usage row from [`USAGE_LINE_COLUMNS`] starting at column `at`.
+fn usage_line(c: &Reader<'_>, r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<UsageLine> {
+    Ok(UsageLine {
+        service: c.service_key(r.get(at)?, r.get(at + 1)?)?,
+        cost_nanos: r.get(at + 2)?,
+        tokens: [
+            r.get(at + 3)?,
+            r.get(at + 4)?,
+            r.get(at + 5)?,
+            r.get(at + 6)?,
+            r.get(at + 7)?,
+        ],
+        units: r.get(at + 8)?,
+    })
+}
+
+/// Sets `services_used` and the totals of each request from its usage
+/// lines (request key, line), in any order.
+fn fill_services(
+    views: &mut [(i64, RequestView)],
+    mut lines: Vec<(i64, UsageLine)>,
+) -> Result<(), StoreError> {
     // Grouped by request: one sorted vector instead of a map of vectors.
     lines.sort_by_key(|(k, _)| *k);
     for (k, v) in views.iter_mut() {
@@ -222,25 +239,50 @@ pub(crate) fn list_requests(
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
+    // One statement: the page (a subquery) and, joined to each of its
+    // requests, their usage rows (`p.*` is REQUEST_SELECT's 15 columns).
     let select = list_select(f.task_id.is_some(), f.doc_id.is_some());
-    let sql = format!("{select}{filter} ORDER BY r.ts DESC, r.request_k DESC LIMIT ? OFFSET ?");
+    let usage_tenant = if tenant.is_some() {
+        " AND u.entity_k = ?"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT p.*, u.seq, {USAGE_LINE_COLUMNS}
+         FROM ({select}{filter} ORDER BY r.ts DESC, r.request_k DESC LIMIT ? OFFSET ?) p
+         LEFT JOIN usage u ON u.request_k = p.request_k{usage_tenant}"
+    );
     let count_args = args.len();
     args.push(Value::Integer(limit));
     args.push(Value::Integer(offset));
-    let mut st = c.prepare_cached(&sql)?;
-    let mut views: Vec<(i64, RequestView)> = st
-        .query_map(params_from_iter(args.iter()), |r| {
-            let (k, mut v) = request_row(c, r)?;
-            // Every row has the filter's task and document.
-            if f.task_id.is_some() {
-                v.task_id.clone_from(&f.task_id);
+    args.extend(tenant.map(Value::Integer));
+    let mut views: Vec<(i64, RequestView)> = Vec::new();
+    let mut lines: Vec<(i64, UsageLine)> = Vec::new();
+    {
+        let mut st = c.prepare_cached(&sql)?;
+        let mut rows = st.query(params_from_iter(args.iter()))?;
+        while let Some(r) = rows.next()? {
+            let k: i64 = r.get(0)?;
+            // A request's usage rows follow it; a new key is a new request.
+            if views.last().is_none_or(|(last, _)| *last != k) {
+                let (k, mut v) = request_row(c, r)?;
+                // Every row has the filter's task and document.
+                if f.task_id.is_some() {
+                    v.task_id.clone_from(&f.task_id);
+                }
+                if f.doc_id.is_some() {
+                    v.doc_id.clone_from(&f.doc_id);
+                }
+                views.push((k, v));
             }
-            if f.doc_id.is_some() {
-                v.doc_id.clone_from(&f.doc_id);
+            if r.get::<_, Option<i64>>(15)?.is_some() {
+                lines.push((k, usage_line(c, r, 16)?));
             }
-            Ok((k, v))
-        })?
-        .collect::<Result<_, _>>()?;
+        }
+    }
+    // The page's order, whatever order the join produced its rows in.
+    views.sort_by(|(ka, a), (kb, b)| (b.timestamp, kb).cmp(&(a.timestamp, ka)));
+    views.dedup_by_key(|(k, _)| *k);
     // A short first page is the whole answer: no need to count.
     let total = if offset == 0 && (views.len() as i64) < limit {
         views.len() as i64
@@ -248,7 +290,7 @@ pub(crate) fn list_requests(
         c.prepare_cached(&format!("SELECT COUNT(*) FROM requests r{filter}"))?
             .query_row(params_from_iter(args[..count_args].iter()), |r| r.get(0))?
     };
-    attach_usage(c, &mut views, tenant)?;
+    fill_services(&mut views, lines)?;
     Ok((
         views.into_iter().map(|(_, v)| v).collect(),
         u64::try_from(total).unwrap_or(0),
