@@ -338,12 +338,19 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(0);
         }
-        // Encoded on the writer thread, borrowing the records' strings.
-        self.write(move |w| {
-            let batch = write::Batch::encode(&records, |s| s, Cow::Borrowed);
-            write::insert_batch(w, &batch)
-        })
-        .await
+        // Encoded on the writer thread, borrowing the records' strings; the
+        // records come back to be freed here, off the writer thread (the
+        // one thread every write waits for).
+        let (inserted, records) = self
+            .write(move |w| {
+                let batch = write::Batch::encode(&records, |s| s, Cow::Borrowed);
+                let inserted = write::insert_batch(w, &batch)?;
+                drop(batch);
+                Ok((inserted, records))
+            })
+            .await?;
+        drop(records);
+        Ok(inserted)
     }
 
     async fn start_request(&self, req: &RequestRecord) -> Result<(), StoreError> {
