@@ -29,9 +29,23 @@ pub(crate) async fn drain(
 /// still open), then checks that nothing else follows.
 async fn wait_for(
     s: &AnyStore,
+    cursor: RecordCursor,
+    n: usize,
+    page: u32,
+) -> (Vec<Record>, RecordCursor) {
+    wait_for_new(s, cursor, n, page, &[]).await
+}
+
+/// [`wait_for`], ignoring records of `seen`: a cursor from
+/// `record_cursor_end` may give back records stored just before it (on
+/// PostgreSQL, while an older transaction anywhere in the cluster is still
+/// open: at least once, never missed).
+async fn wait_for_new(
+    s: &AnyStore,
     mut cursor: RecordCursor,
     n: usize,
     page: u32,
+    seen: &[Record],
 ) -> (Vec<Record>, RecordCursor) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut all = Vec::new();
@@ -41,7 +55,7 @@ async fn wait_for(
             "only {all:?} after 20 s"
         );
         let (batch, next) = drain(s, cursor, page).await;
-        all.extend(batch);
+        all.extend(batch.into_iter().filter(|r| !seen.contains(r)));
         cursor = next;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -81,9 +95,15 @@ pub(crate) async fn records_after_follows_what_is_stored(s: &AnyStore) {
         assert!(all.contains(r), "{r:?} not read back from {all:?}");
     }
 
-    // From the end: nothing until something new is stored.
+    // From the end: nothing new until something new is stored (SQLite:
+    // nothing at all; PostgreSQL may give some of `first` back, see
+    // `wait_for_new`).
     let end = s.record_cursor_end().await.unwrap();
-    assert!(s.records_after(end, 100).await.unwrap().0.is_empty());
+    let (early, _) = drain(s, end, 100).await;
+    assert!(early.iter().all(|r| first.contains(r)), "{early:?}");
+    if matches!(s, AnyStore::Sqlite(_)) {
+        assert!(early.is_empty(), "{early:?}");
+    }
     let later = usage_records(vec![service(
         t(60),
         "transformer",
@@ -94,7 +114,12 @@ pub(crate) async fn records_after_follows_what_is_stored(s: &AnyStore) {
     s.insert_records(&later).await.unwrap();
     // Replays are not new records.
     s.insert_records(&first[..2]).await.unwrap();
-    let (got, end) = wait_for(s, end, 1, 100).await;
+    // (On SQLite nothing is skipped, so a replay stored again would show.)
+    let seen: &[Record] = match s {
+        AnyStore::Sqlite(_) => &[],
+        _ => &first,
+    };
+    let (got, end) = wait_for_new(s, end, 1, 100, seen).await;
     assert_eq!(got, later);
 
     // A request comes again when it is written again (here: ended).
