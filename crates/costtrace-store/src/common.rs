@@ -46,15 +46,6 @@ pub(crate) fn links(attrs: &Attrs) -> Links<'_> {
     }
 }
 
-/// Units as a JSON object; `None` when there are none.
-pub(crate) fn units_json(units: &BTreeMap<String, u64>) -> Option<String> {
-    if units.is_empty() {
-        None
-    } else {
-        serde_json::to_string(units).ok()
-    }
-}
-
 pub(crate) fn env_code(e: Environment) -> i16 {
     match e {
         Environment::Production => 0,

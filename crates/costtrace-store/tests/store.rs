@@ -58,6 +58,7 @@ suite!(
     unknown_ids_are_none,
     records_after_follows_what_is_stored,
     names_stored_after_reads_resolve,
+    replays_inside_large_batches_count_once,
 );
 
 /// PostgreSQL sequences are not commit-ordered: a transaction that took an

@@ -11,7 +11,6 @@ mod read;
 mod tail;
 mod write;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -330,7 +329,7 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(0);
         }
-        let batch = write::Batch::encode(records, str::to_owned, |r| Cow::Owned(r.clone()));
+        let batch = write::Batch::encode(records)?;
         self.write(move |w| write::insert_batch(w, &batch)).await
     }
 
@@ -338,19 +337,11 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(0);
         }
-        // Encoded on the writer thread, borrowing the records' strings; the
-        // records come back to be freed here, off the writer thread (the
-        // one thread every write waits for).
-        let (inserted, records) = self
-            .write(move |w| {
-                let batch = write::Batch::encode(&records, |s| s, Cow::Borrowed);
-                let inserted = write::insert_batch(w, &batch)?;
-                drop(batch);
-                Ok((inserted, records))
-            })
-            .await?;
-        drop(records);
-        Ok(inserted)
+        // Encoded here, with the requests moved into the batch; the usage
+        // records are freed here too: the writer thread, which every write
+        // waits for, only writes.
+        let batch = write::Batch::encode_owned(records)?;
+        self.write(move |w| write::insert_batch(w, &batch)).await
     }
 
     async fn start_request(&self, req: &RequestRecord) -> Result<(), StoreError> {

@@ -153,6 +153,16 @@ pub(crate) async fn reprice_fixes_wrong_costs_and_keeps_reported(s: &AnyStore) {
 /// Time ranges over all tenants find records wherever they were stored:
 /// records that arrive late (older than what is already stored, e.g. a
 /// replayed spool) and ranges spanning thousands of records.
+/// (service type, records, cost) of the usage in `[t(from), t(to))`.
+async fn service_sums(s: &AnyStore, from: i64, to: i64) -> Vec<(String, u64, i64)> {
+    s.usage_summary(GroupBy::ServiceType, Some(t(from)), Some(t(to)), ALL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.record_count, r.total_cost_nanos))
+        .collect()
+}
+
 pub(crate) async fn time_ranges_find_late_records(s: &AnyStore) {
     let on_time: Vec<_> = (0..5_000)
         .map(|i| service(t(1_000 + i), "x", &[], Some(1), &[]))
@@ -163,14 +173,7 @@ pub(crate) async fn time_ranges_find_late_records(s: &AnyStore) {
         .collect();
     s.insert_records(&usage_records(late)).await.unwrap();
 
-    let sum = |from: i64, to: i64| async move {
-        s.usage_summary(GroupBy::ServiceType, Some(t(from)), Some(t(to)), ALL)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.key, r.record_count, r.total_cost_nanos))
-            .collect::<Vec<_>>()
-    };
+    let sum = |from, to| service_sums(s, from, to);
     assert_eq!(sum(0, 100).await, vec![("late".to_owned(), 3, 30)]);
     assert_eq!(
         sum(1_000, 6_000).await,
@@ -187,4 +190,49 @@ pub(crate) async fn time_ranges_find_late_records(s: &AnyStore) {
     assert_eq!(sum(0, 1_100).await, vec![]);
     assert_eq!(sum(0, 6_000).await, vec![("x".to_owned(), 4_900, 4_900)]);
     assert_eq!(s.archive_counts().await.unwrap().usage, 103);
+}
+
+/// Large batches (the SQLite writer inserts them many rows per statement)
+/// that replay stored records between new ones, or carry a record twice:
+/// each record counts once and every stored one is found by time.
+pub(crate) async fn replays_inside_large_batches_count_once(s: &AnyStore) {
+    let links = [("task_id", "tk_big"), ("entity_id", "e_big")];
+    let first: Vec<_> = (0..100)
+        .map(|i| service(t(10_000 + i), "x", &[], Some(1), &links))
+        .collect();
+    assert_eq!(
+        s.insert_records(&usage_records(first.clone()))
+            .await
+            .unwrap(),
+        100
+    );
+    // Stored and new records interleaved; the new ones are late.
+    let mut mixed = Vec::new();
+    for (i, old) in first.into_iter().enumerate() {
+        mixed.push(old);
+        mixed.push(service(t(i as i64), "late", &[], Some(10), &links));
+    }
+    assert_eq!(s.insert_records(&usage_records(mixed)).await.unwrap(), 100);
+    // Each new record twice in a row.
+    let twice: Vec<_> = (0..50)
+        .flat_map(|i| {
+            let u = service(t(20_000 + i), "twice", &[], Some(100), &links);
+            [u.clone(), u]
+        })
+        .collect();
+    // (through the owned path, with a request)
+    let mut twice = usage_records(twice);
+    twice.push(Record::Request(request("rq_big", t(20_000), &links)));
+    assert_eq!(s.insert_owned_records(twice).await.unwrap(), 51);
+
+    let sum = |from, to| service_sums(s, from, to);
+    assert_eq!(sum(0, 100).await, vec![("late".to_owned(), 100, 1_000)]);
+    assert_eq!(sum(10_000, 10_100).await, vec![("x".to_owned(), 100, 100)]);
+    assert_eq!(
+        sum(20_000, 20_050).await,
+        vec![("twice".to_owned(), 50, 5_000)]
+    );
+    let cost = s.task_cost("tk_big", ALL).await.unwrap().unwrap();
+    assert_eq!(cost.total_cost_nanos, 100 + 1_000 + 5_000);
+    assert_eq!(cost.request_count, 1);
 }
