@@ -120,3 +120,31 @@ async fn postgres_late_commits_are_not_missed() {
 fn postgres_suite_status() {
     report_pg_skipped();
 }
+
+/// A reopened SQLite store starts with an empty writer name cache: names
+/// stored before (the task, the tenant, the service) must map to the same
+/// ids, not to new rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reopened_store_reuses_stored_names() {
+    use costtrace_store::{AnyStore, Store, TenantScope};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("reopen.db").display());
+    let links = [("task_id", "tk_r"), ("entity_id", "e_r")];
+    let batch = |from: i64| {
+        usage_records(
+            (from..from + 40)
+                .map(|i| service(t(i), "x", &[], Some(1), &links))
+                .collect(),
+        )
+    };
+    let store = AnyStore::open(&url).await.unwrap();
+    assert_eq!(store.insert_records(&batch(0)).await.unwrap(), 40);
+    drop(store);
+    let store = AnyStore::open(&url).await.unwrap();
+    assert_eq!(store.insert_records(&batch(100)).await.unwrap(), 40);
+    let all = &TenantScope::All;
+    let cost = store.task_cost("tk_r", all).await.unwrap().unwrap();
+    assert_eq!(cost.total_cost_nanos, 80);
+    let tenant = store.entity_cost("e_r", all).await.unwrap().unwrap();
+    assert_eq!(tenant.total_cost_nanos, 80);
+}

@@ -193,17 +193,17 @@ pub(crate) fn name_id(conn: &Connection, cache: &mut NameIds, s: &str) -> Result
     if let Some(id) = cache.get(s) {
         return Ok(*id);
     }
-    let found: Option<i64> = conn
-        .prepare_cached("SELECT id FROM names WHERE name = ?1")?
-        .query_row([s], |r| r.get(0))
-        .optional()?;
-    let id = match found {
-        Some(id) => id,
-        None => {
-            conn.prepare_cached("INSERT INTO names (name) VALUES (?1)")?
-                .execute([s])?;
-            conn.last_insert_rowid()
-        }
+    // A name the cache does not know is most often new (request, task and
+    // document ids), so insert first: one statement for a new name, two
+    // for a stored one the cache has dropped.
+    let inserted = conn
+        .prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")?
+        .execute([s])?;
+    let id = if inserted == 1 {
+        conn.last_insert_rowid()
+    } else {
+        conn.prepare_cached("SELECT id FROM names WHERE name = ?1")?
+            .query_row([s], |r| r.get(0))?
     };
     cache.insert(s.to_owned(), id);
     Ok(id)
