@@ -254,9 +254,10 @@ impl Usage {
 
 thread_local! {
     /// Allocations of this thread's spent usage events, handed back by the
-    /// recorder, reused by the next `record` here: an event is ~330 bytes,
-    /// past the sizes glibc's allocator serves from its fast per-thread
-    /// caches, so a `malloc` and a `free` cost more than the rest of `record`.
+    /// recorder, reused by the next `record` here: they come back a batch at
+    /// a time, more than glibc's per-thread cache keeps, so freeing and
+    /// allocating them again took its slow paths (`_int_free`,
+    /// `_int_malloc`: over a quarter of `record`'s instructions).
     // The boxes themselves are what is reused (clippy's `vec_box` assumes
     // the contents are).
     #[allow(clippy::vec_box)]
@@ -297,7 +298,7 @@ pub fn record(usage: Usage) -> Uuid {
     let id = id::v7_at(micros);
     // Boxed first (in an allocation this thread used before, when there is
     // one), so that the closure below carries a pointer rather than copies
-    // of the ~300-byte usage.
+    // of the usage.
     let mut ev = match pooled_event() {
         Some(mut b) => {
             // Field by field: the usage is copied once, not built beside
