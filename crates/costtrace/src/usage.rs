@@ -296,6 +296,10 @@ pub(crate) fn recycle_event(mut ev: Box<UsageEvent>) {
 pub fn record(usage: Usage) -> Uuid {
     let micros = id::now_micros();
     let id = id::v7_at(micros);
+    // Nowhere to send it (no recorder, no capture): nothing to box.
+    if !crate::recorder::global_active() && context::with_current(|ctx| ctx.dispatch().is_none()) {
+        return id;
+    }
     // Boxed first (in an allocation this thread used before, when there is
     // one), so that the closure below carries a pointer rather than copies
     // of the usage.
