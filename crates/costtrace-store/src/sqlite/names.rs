@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, RwLock};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::StoreError;
 
 /// Most ids kept. Beyond this, names are looked up but not remembered: a
 /// store with more distinct tenants/models than this is served correctly,
@@ -125,4 +127,11 @@ impl Deref for Reader<'_> {
     fn deref(&self) -> &Connection {
         self.conn
     }
+}
+
+/// The `names` id of `s`, if it was ever stored.
+pub(crate) fn lookup(c: &Connection, s: &str) -> Result<Option<i64>, StoreError> {
+    Ok(c.prepare_cached("SELECT id FROM names WHERE name = ?1")?
+        .query_row([s], |r| r.get(0))
+        .optional()?)
 }

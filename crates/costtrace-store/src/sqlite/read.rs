@@ -9,16 +9,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::blocks;
-use super::names::Reader;
+use super::names::{Reader, lookup};
 use crate::common::{self, Extent, GroupCost, UsageLine};
 use crate::{CostView, GroupBy, RequestFilter, RequestView, StoreError, SummaryRow, TenantScope};
-
-/// The `names` id of `s`, if it was ever stored.
-fn lookup(c: &Connection, s: &str) -> Result<Option<i64>, StoreError> {
-    Ok(c.prepare_cached("SELECT id FROM names WHERE name = ?1")?
-        .query_row([s], |r| r.get(0))
-        .optional()?)
-}
 
 /// `Ok(Some(None))` for all tenants, `Ok(Some(Some(k)))` for a known
 /// tenant, `Ok(None)` for a tenant that owns nothing.

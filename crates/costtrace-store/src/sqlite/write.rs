@@ -5,6 +5,7 @@ use costtrace_core::{Record, RequestRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::blocks::{self, BlockRanges};
+use super::names::lookup;
 use super::{NameIds, Writer};
 use crate::common::{self, RawUsage};
 use crate::{ArchiveStats, RequestEnd, StoreError};
@@ -202,8 +203,8 @@ pub(crate) fn name_id(conn: &Connection, cache: &mut NameIds, s: &str) -> Result
     let id = if inserted == 1 {
         conn.last_insert_rowid()
     } else {
-        conn.prepare_cached("SELECT id FROM names WHERE name = ?1")?
-            .query_row([s], |r| r.get(0))?
+        lookup(conn, s)?
+            .ok_or_else(|| StoreError::Corrupt(format!("name {s:?} neither inserted nor found")))?
     };
     cache.insert(s.to_owned(), id);
     Ok(id)
@@ -497,11 +498,7 @@ pub(crate) fn start_request(w: &mut Writer, r: &RequestRecord) -> Result<(), Sto
 pub(crate) fn end_request(w: &mut Writer, id: &str, end: &RequestEnd) -> Result<(), StoreError> {
     let Writer { conn, names, .. } = w;
     let tx = conn.transaction()?;
-    let key: Option<i64> = tx
-        .prepare_cached("SELECT id FROM names WHERE name = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    let Some(key) = key else {
+    let Some(key) = lookup(&tx, id)? else {
         return Err(StoreError::UnknownRequest(id.to_owned()));
     };
     let doc = opt_name(&tx, names, end.doc_id.as_deref())?;
