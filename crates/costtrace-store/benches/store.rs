@@ -184,6 +184,18 @@ async fn bench(name: &str, store: &AnyStore, n: u64) {
                 "{name}: usage table + indexes {u} bytes = {:.1} bytes per usage record; requests {r} bytes",
                 u as f64 / n as f64
             );
+            let sizes = p.relation_sizes().await.unwrap();
+            let all: u64 = sizes.iter().map(|(_, b)| b).sum();
+            println!(
+                "{name}: all tables and indexes {all} bytes = {:.1} bytes per usage record",
+                all as f64 / n as f64
+            );
+            for (t, b) in sizes.iter().filter(|(_, b)| *b > 8192).take(24) {
+                println!(
+                    "  {t}: {b} bytes = {:.1} per usage record",
+                    *b as f64 / n as f64
+                );
+            }
         }
     }
 }
@@ -205,7 +217,10 @@ fn main() {
         let store = AnyStore::open(&format!("sqlite:{}", path.display()))
             .await
             .unwrap();
-        bench("sqlite", &store, n).await;
+        // COSTTRACE_BENCH_SKIP_SQLITE=1 measures PostgreSQL alone.
+        if std::env::var_os("COSTTRACE_BENCH_SKIP_SQLITE").is_none() {
+            bench("sqlite", &store, n).await;
+        }
         if let Ok(url) = std::env::var("COSTTRACE_TEST_POSTGRES_URL") {
             let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
             let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)

@@ -77,12 +77,12 @@ async fn postgres_late_commits_are_not_missed() {
         c
     };
     let (early, late) = (connect().await, connect().await);
+    // One stored record first, for a `dims` row the raw inserts can use.
+    let first = usage_records(vec![service(t(0), "x", &[], Some(1), &[])]);
+    store.insert_records(&first).await.unwrap();
     let end = store.record_cursor_end().await.unwrap();
     let insert = |id: &str| {
-        format!(
-            "INSERT INTO usage (id, ts, env, tier, partial, service_type)
-             VALUES ('{id}', 0, 0, 0, false, 'x')"
-        )
+        format!("INSERT INTO usage (id, ts, dims_k) VALUES ('{id}', 0, (SELECT min(id) FROM dims))")
     };
     let (a, b) = (
         "0194e0a0-0000-7000-8000-00000000000a",
@@ -147,4 +147,135 @@ async fn sqlite_reopened_store_reuses_stored_names() {
     assert_eq!(cost.total_cost_nanos, 80);
     let tenant = store.entity_cost("e_r", all).await.unwrap().unwrap();
     assert_eq!(tenant.total_cost_nanos, 80);
+}
+
+/// Migration 5 (compact usage rows) keeps every row of a version-4 store:
+/// hot and archived usage, their links, dims and ingest positions, and the
+/// answers computed from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migration_5_keeps_version_4_rows() {
+    use costtrace_store::{AnyStore, RecordCursor, Store, TenantScope};
+    let Ok(url) = std::env::var("COSTTRACE_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let schema = format!("m_{}", uuid::Uuid::now_v7().simple());
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; SET search_path = {schema};
+         CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL);"
+    ))
+    .await
+    .unwrap();
+    let v4 = [
+        include_str!("../src/postgres/migrations/001_init.sql"),
+        include_str!("../src/postgres/migrations/002_ingest_order.sql"),
+        include_str!("../src/postgres/migrations/003_entity_task_type.sql"),
+        include_str!("../src/postgres/migrations/004_ingest_seq_cache.sql"),
+    ];
+    for (i, sql) in v4.iter().enumerate() {
+        c.batch_execute(sql).await.unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations VALUES ($1, 0)",
+            &[&(i as i32 + 1)],
+        )
+        .await
+        .unwrap();
+    }
+    // Rows as version 4 stored them: two usages of one request of task
+    // tk_m (one LLM call, one service), one archived usage, one usage with
+    // no links at all.
+    let (t0, t1) = (t(0).as_micros(), t(1).as_micros());
+    c.batch_execute(&format!(
+        "INSERT INTO usage (id, ts, cost_nanos, input_tokens, output_tokens, env, tier, partial,
+                            request_id, task_id, doc_id, entity_id, provider, model, operation,
+                            price_version)
+         VALUES ('0194e0a0-0000-7000-8000-000000000001', {t0}, 1500, 100, 20, 0, 1, false,
+                 'r_m', 'tk_m', 'd_m', 'e_m', 'openai', 'gpt-4o', 'chat', 'v1');
+         INSERT INTO usage (id, ts, cost_nanos, env, tier, partial, request_id, task_id,
+                            entity_id, service_type, units, attrs)
+         VALUES ('0194e0a0-0000-7000-8000-000000000002', {t1}, NULL, 0, 0, false, 'r_m', 'tk_m',
+                 'e_m', 'file_processor', '{{\"pages\": 3}}', '{{\"job_id\": \"j1\"}}');
+         INSERT INTO usage (id, ts, cost_nanos, env, tier, partial, service_type)
+         VALUES ('0194e0a0-0000-7000-8000-000000000003', {t1}, 7, 3, 0, true, 'transformer');
+         INSERT INTO usage_archive (id, ts, cost_nanos, env, tier, partial, task_id, entity_id,
+                                    service_type)
+         VALUES ('0194e0a0-0000-7000-8000-000000000004', 5, 9, 0, 0, false, 'tk_old', 'e_m',
+                 'transformer');
+         INSERT INTO requests (request_id, ts, task_id, doc_id, entity_id, env)
+         VALUES ('r_m', {t0}, 'tk_m', 'd_m', 'e_m', 0);"
+    ))
+    .await
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = AnyStore::open(&format!("{url}{sep}options=-csearch_path%3D{schema}"))
+        .await
+        .unwrap();
+
+    let cost = store
+        .task_cost("tk_m", &TenantScope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cost.request_count, 1);
+    assert_eq!(cost.total_cost_nanos, 1500);
+    let services: Vec<&str> = cost
+        .breakdown_by_service
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(services, ["file_processor", "llm:gpt-4o"]);
+    let scoped = TenantScope::Tenant("e_m".into());
+    assert!(store.task_cost("tk_m", &scoped).await.unwrap().is_some());
+    let other = TenantScope::Tenant("e_other".into());
+    assert!(store.task_cost("tk_m", &other).await.unwrap().is_none());
+    assert_eq!(store.archive_counts().await.unwrap().usage, 1);
+
+    // Every hot usage comes back whole, in its version-4 ingest order.
+    let (records, _) = store
+        .records_after(RecordCursor::default(), 100)
+        .await
+        .unwrap();
+    let usage: Vec<&costtrace_core::UsageRecord> =
+        records.iter().filter_map(|r| r.as_usage()).collect();
+    assert_eq!(usage.len(), 3);
+    let llm = usage[0];
+    assert_eq!(llm.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(llm.provider.as_deref(), Some("openai"));
+    assert_eq!(llm.price_version.as_deref(), Some("v1"));
+    assert_eq!(llm.pricing_tier, costtrace_core::PricingTier::Batch);
+    assert_eq!((llm.input_tokens, llm.output_tokens), (Some(100), Some(20)));
+    assert_eq!(llm.attrs.get("doc_id").map(String::as_str), Some("d_m"));
+    assert_eq!(llm.attrs.get("request_id").map(String::as_str), Some("r_m"));
+    let svc = usage[1];
+    assert_eq!(svc.cost_nanos, None);
+    assert_eq!(svc.units.get("pages"), Some(&3));
+    assert_eq!(svc.attrs.get("job_id").map(String::as_str), Some("j1"));
+    assert_eq!(svc.attrs.get("entity_id").map(String::as_str), Some("e_m"));
+    let bare = usage[2];
+    assert!(bare.partial);
+    assert!(bare.attrs.is_empty());
+    assert_eq!(bare.environment, costtrace_core::Environment::Development);
+
+    // New records still go in, and a replay of a migrated one counts once.
+    let again = usage_records(vec![service(
+        t(2),
+        "transformer",
+        &[],
+        Some(5),
+        &[("task_id", "tk_m"), ("entity_id", "e_m")],
+    )]);
+    assert_eq!(store.insert_records(&again).await.unwrap(), 1);
+    assert_eq!(store.insert_records(&again).await.unwrap(), 0);
+    let cost = store
+        .task_cost("tk_m", &TenantScope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cost.total_cost_nanos, 1505);
+    c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
 }

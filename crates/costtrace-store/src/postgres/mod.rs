@@ -5,6 +5,7 @@
 //! the hot (or archive) table, so replays are idempotent. Migrations are
 //! versioned SQL files in `migrations/`, applied under an advisory lock.
 
+mod dict;
 mod read;
 mod tail;
 mod write;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/002_ingest_order.sql")),
     (3, include_str!("migrations/003_entity_task_type.sql")),
     (4, include_str!("migrations/004_ingest_seq_cache.sql")),
+    (5, include_str!("migrations/005_compact_usage.sql")),
 ];
 
 /// Connections in the pool.
@@ -36,6 +38,8 @@ const POOL_SIZE: usize = 8;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Dictionary id caches of the writer (see `dict`).
+    dict: std::sync::Arc<dict::Dict>,
 }
 
 impl fmt::Debug for PgStore {
@@ -63,7 +67,10 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = PgStore { pool };
+        let store = PgStore {
+            pool,
+            dict: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -147,6 +154,29 @@ impl PgStore {
             )
             .await?;
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+}
+
+impl PgStore {
+    /// Bytes of every table and index of the store's schema
+    /// (`pg_relation_size`, largest first), after `VACUUM ANALYZE` — for the
+    /// bytes-per-record benchmark.
+    pub async fn relation_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let c = self.conn().await?;
+        c.batch_execute("VACUUM ANALYZE").await?;
+        let rows = c
+            .query(
+                "SELECT c.relname::text, pg_relation_size(c.oid)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i')
+                 ORDER BY 2 DESC, 1",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+            .collect())
     }
 }
 

@@ -41,7 +41,7 @@ pub(crate) fn request_row(r: &Row) -> RequestView {
 
 /// Fills `services_used` and the totals of each request from its usage.
 async fn attach_usage(
-    c: &tokio_postgres::Client,
+    c: &deadpool_postgres::ClientWrapper,
     views: &mut [RequestView],
     tenant: Option<&str>,
 ) -> Result<(), StoreError> {
@@ -49,16 +49,23 @@ async fn attach_usage(
         return Ok(());
     }
     let ids: Vec<&str> = views.iter().map(|v| v.request_id.as_str()).collect();
-    let rows = c
-        .query(
-            "SELECT request_id, COALESCE(service_type, 'llm:' || model, 'unknown'), cost_nanos,
-                    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                    reasoning_tokens, units::text
-             FROM usage
-             WHERE request_id = ANY($1) AND ($2::text IS NULL OR entity_id = $2)",
-            &[&ids, &tenant],
+    // Prepared once per connection: planning the joins costs more than
+    // running them.
+    let stmt = c
+        .prepare_cached(
+            "SELECT l.request_id, COALESCE(sn.name, 'llm:' || mn.name, 'unknown'), u.cost_nanos,
+                    u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                    u.reasoning_tokens, u.units::text
+             FROM links l
+             JOIN usage u ON u.link_k = l.id
+             JOIN dims d ON d.id = u.dims_k
+             LEFT JOIN names sn ON sn.id = d.service_k
+             LEFT JOIN names mn ON mn.id = d.model_k
+             WHERE l.request_id = ANY($1) AND l.request_id <> ''
+               AND ($2::text IS NULL OR l.entity_id = $2)",
         )
         .await?;
+    let rows = c.query(&stmt, &[&ids, &tenant]).await?;
     let mut by_request: HashMap<String, Vec<UsageLine>> = HashMap::new();
     for r in &rows {
         by_request.entry(r.get(0)).or_default().push(UsageLine {
@@ -79,6 +86,16 @@ async fn attach_usage(
     Ok(())
 }
 
+/// Names the groups of a by-dims aggregate `a` by one dims column.
+const DIMS_NAME: &str = "SELECT n.name, a.p, a.un, a.n
+    FROM a JOIN dims d ON d.id = a.k LEFT JOIN names n ON n.id = d.{col}";
+
+/// The groups of a by-link-column aggregate `a` (already text; NULL: none).
+const LINK_NAME: &str = "SELECT a.k, a.p, a.un, a.n FROM a";
+
+/// Time buckets: the number as text, turned into a key below.
+const TIME_NAME: &str = "SELECT a.k::text, a.p, a.un, a.n FROM a";
+
 pub(crate) async fn get_request(
     store: &PgStore,
     id: &str,
@@ -88,7 +105,8 @@ pub(crate) async fn get_request(
     let tenant = scope.tenant();
     let sql =
         format!("{REQUEST_SELECT} WHERE request_id = $1 AND ($2::text IS NULL OR entity_id = $2)");
-    let Some(row) = c.query_opt(&sql, &[&id, &tenant]).await? else {
+    let stmt = c.prepare_cached(&sql).await?;
+    let Some(row) = c.query_opt(&stmt, &[&id, &tenant]).await? else {
         return Ok(None);
     };
     let mut views = [request_row(&row)];
@@ -141,10 +159,10 @@ pub(crate) async fn list_requests(
     };
     let c = store.conn().await?;
     let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
-    let total: i64 = c
-        .query_one(&format!("SELECT COUNT(*) FROM requests{filter}"), &refs)
-        .await?
-        .get(0);
+    let count = c
+        .prepare_cached(&format!("SELECT COUNT(*) FROM requests{filter}"))
+        .await?;
+    let total: i64 = c.query_one(&count, &refs).await?.get(0);
     let n = refs.len();
     let sql = format!(
         "{REQUEST_SELECT}{filter} ORDER BY ts DESC, request_id DESC LIMIT ${} OFFSET ${}",
@@ -154,7 +172,8 @@ pub(crate) async fn list_requests(
     let mut page_args = refs;
     page_args.push(&limit);
     page_args.push(&offset);
-    let rows = c.query(&sql, &page_args).await?;
+    let page_stmt = c.prepare_cached(&sql).await?;
+    let rows = c.query(&page_stmt, &page_args).await?;
     let mut views: Vec<RequestView> = rows.iter().map(request_row).collect();
     attach_usage(&c, &mut views, scope.tenant()).await?;
     Ok((views, u64::try_from(total).unwrap_or(0)))
@@ -174,44 +193,55 @@ pub(crate) async fn cost(
     id: &str,
     scope: &TenantScope,
 ) -> Result<Option<CostView>, StoreError> {
-    let (usage_cond, req_cond) = match of {
-        CostOf::Task => ("task_id = $1", "task_id = $1"),
+    // Usage is found through `links` (migration 5): the links of the
+    // task / doc / entity, then their usage. Conditions on a `links` column
+    // also say `<> ''` (none), which lets the planner use the column's
+    // partial index and keeps an empty id from matching "none".
+    let (link_cond, req_cond) = match of {
+        CostOf::Task => ("l.task_id = $1 AND l.task_id <> ''", "task_id = $1"),
         // A doc id learned at the end is on the request, not on its usage.
         CostOf::Doc => (
-            "(doc_id = $1 OR request_id IN (SELECT request_id FROM requests WHERE doc_id = $1))",
+            "((l.doc_id = $1 AND l.doc_id <> '')
+              OR (l.request_id IN (SELECT request_id FROM requests WHERE doc_id = $1)
+                  AND l.request_id <> ''))",
             "doc_id = $1",
         ),
-        CostOf::Entity => ("entity_id = $1", "entity_id = $1"),
+        CostOf::Entity => ("l.entity_id = $1 AND l.entity_id <> ''", "entity_id = $1"),
     };
     let tenant = scope.tenant();
     let args: Vec<&(dyn ToSql + Sync)> = match &tenant {
         Some(t) => vec![&id, t],
         None => vec![&id],
     };
-    let tenant_cond = if tenant.is_some() {
-        "AND entity_id = $2"
+    let (link_tenant, req_tenant) = if tenant.is_some() {
+        ("AND l.entity_id = $2", "AND entity_id = $2")
     } else {
-        ""
+        ("", "")
     };
     // One round trip: per-service groups, usage extent and request extent.
     let sql = format!(
-        "WITH u AS (SELECT service_type, model, cost_nanos, ts, request_id FROM usage
-                    WHERE {usage_cond} {tenant_cond}),
-              g AS (SELECT COALESCE(service_type, 'llm:' || model, 'unknown') AS k,
-                           SUM(cost_nanos)::int8 AS priced,
-                           (COUNT(*) - COUNT(cost_nanos))::int8 AS unpriced
-                    FROM u GROUP BY 1),
-              e AS (SELECT COUNT(*) AS n, COUNT(DISTINCT request_id) AS nr, MIN(ts) AS lo,
-                           MAX(ts) AS hi FROM u),
+        "WITH u AS (SELECT u.dims_k, u.cost_nanos, u.ts, l.request_id
+                    FROM links l JOIN usage u ON u.link_k = l.id
+                    WHERE {link_cond} {link_tenant}),
+              g AS (SELECT COALESCE(sn.name, 'llm:' || mn.name, 'unknown') AS k,
+                           SUM(u.cost_nanos)::int8 AS priced,
+                           (COUNT(*) - COUNT(u.cost_nanos))::int8 AS unpriced
+                    FROM u JOIN dims d ON d.id = u.dims_k
+                    LEFT JOIN names sn ON sn.id = d.service_k
+                    LEFT JOIN names mn ON mn.id = d.model_k
+                    GROUP BY 1),
+              e AS (SELECT COUNT(*) AS n, COUNT(DISTINCT NULLIF(request_id, '')) AS nr,
+                           MIN(ts) AS lo, MAX(ts) AS hi FROM u),
               r AS (SELECT COUNT(*) AS n, MIN(ts) AS lo,
                            MAX(ts + (COALESCE(processing_time_ms, 0) * 1000)::int8) AS hi
-                    FROM requests WHERE {req_cond} {tenant_cond})
+                    FROM requests WHERE {req_cond} {req_tenant})
          SELECT 0 AS kind, g.k, g.priced, g.unpriced, NULL::int8, NULL::int8 FROM g
          UNION ALL SELECT 1, NULL, e.n, e.nr, e.lo, e.hi FROM e
          UNION ALL SELECT 2, NULL, r.n, 0, r.lo, r.hi FROM r"
     );
     let c = store.conn().await?;
-    let rows = c.query(&sql, &args).await?;
+    let stmt = c.prepare_cached(&sql).await?;
+    let rows = c.query(&stmt, &args).await?;
     let mut groups = Vec::new();
     let mut e = Extent::default();
     for r in &rows {
@@ -245,28 +275,49 @@ pub(crate) async fn usage_summary(
     to: Option<Timestamp>,
     scope: &TenantScope,
 ) -> Result<Vec<SummaryRow>, StoreError> {
-    let key = match group_by {
-        GroupBy::Model => "model",
-        GroupBy::Provider => "provider",
-        GroupBy::ServiceType => {
-            "COALESCE(service_type, CASE WHEN model IS NOT NULL THEN 'llm' END)"
-        }
-        GroupBy::EntityId => "entity_id",
-        GroupBy::Day => "(ts / 86400000000)::text",
-        GroupBy::Hour => "(ts / 3600000000)::text",
-        GroupBy::TaskId => "task_id",
-        GroupBy::DocId => "doc_id",
+    // Aggregate by dictionary id (few groups), then name the groups; the
+    // merge below adds up groups that end up with the same name.
+    let (inner_key, outer) = match group_by {
+        GroupBy::Model => ("u.dims_k", DIMS_NAME.replace("{col}", "model_k")),
+        GroupBy::Provider => ("u.dims_k", DIMS_NAME.replace("{col}", "provider_k")),
+        GroupBy::ServiceType => (
+            "u.dims_k",
+            "SELECT COALESCE(n.name, CASE WHEN d.model_k <> 0 THEN 'llm' END), a.p, a.un, a.n
+             FROM a JOIN dims d ON d.id = a.k LEFT JOIN names n ON n.id = d.service_k"
+                .to_owned(),
+        ),
+        GroupBy::EntityId => ("NULLIF(l.entity_id, '')", LINK_NAME.to_owned()),
+        GroupBy::TaskId => ("NULLIF(l.task_id, '')", LINK_NAME.to_owned()),
+        GroupBy::DocId => ("NULLIF(l.doc_id, '')", LINK_NAME.to_owned()),
+        GroupBy::Day => ("u.ts / 86400000000", TIME_NAME.to_owned()),
+        GroupBy::Hour => ("u.ts / 3600000000", TIME_NAME.to_owned()),
+    };
+    let tenant = scope.tenant();
+    let tenant_cond = if tenant.is_some() {
+        "AND l.entity_id = $3 AND l.entity_id <> ''"
+    } else {
+        ""
+    };
+    let join_links = if inner_key.contains("l.") || tenant.is_some() {
+        "LEFT JOIN links l ON l.id = u.link_k"
+    } else {
+        ""
     };
     let sql = format!(
-        "SELECT {key} AS k, SUM(cost_nanos)::int8, (COUNT(*) - COUNT(cost_nanos))::int8, COUNT(*)
-         FROM usage
-         WHERE ts >= $1 AND ts < $2 AND ($3::text IS NULL OR entity_id = $3)
-         GROUP BY 1"
+        "WITH a AS (SELECT {inner_key} AS k, SUM(u.cost_nanos)::int8 AS p,
+                           (COUNT(*) - COUNT(u.cost_nanos))::int8 AS un, COUNT(*) AS n
+                    FROM usage u {join_links}
+                    WHERE u.ts >= $1 AND u.ts < $2 {tenant_cond}
+                    GROUP BY 1)
+         {outer}"
     );
     let from = from.map_or(i64::MIN, Timestamp::as_micros);
     let to = to.map_or(i64::MAX, Timestamp::as_micros);
     let c = store.conn().await?;
-    let rows = c.query(&sql, &[&from, &to, &scope.tenant()]).await?;
+    let rows = match tenant {
+        Some(t) => c.query(&sql, &[&from, &to, &t]).await?,
+        None => c.query(&sql, &[&from, &to]).await?,
+    };
     let mut merged: BTreeMap<String, (i64, u64, u64)> = BTreeMap::new();
     for r in &rows {
         let k: Option<String> = r.get(0);

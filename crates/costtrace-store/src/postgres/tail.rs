@@ -36,16 +36,29 @@ pub(crate) async fn records_after(
 ) -> Result<(Vec<Record>, RecordCursor), StoreError> {
     let c = store.conn().await?;
     let from = cursor.a.to_string();
+    // The page is cut from `usage` alone (index on `ingest_xid`, rows of one
+    // transaction sorted by `ingest_seq`), then its names are joined in.
     let usage = c
         .query(
             &format!(
-                "SELECT ingest_xid::text, ingest_seq, id, ts, request_id, task_id, doc_id,
-                        entity_id, provider, model, service_type, operation, cost_nanos,
-                        price_version, input_tokens, output_tokens, cache_read_tokens,
-                        cache_write_tokens, reasoning_tokens, env, tier, partial, scope_id,
-                        duration_ms, units::text, unpriced_reason, error_message, attrs::text
-                 FROM usage WHERE {SETTLED}
-                 ORDER BY ingest_xid, ingest_seq LIMIT $3"
+                "SELECT u.ingest_xid::text, u.ingest_seq, u.id, u.ts, NULLIF(l.request_id, ''),
+                        NULLIF(l.task_id, ''), NULLIF(l.doc_id, ''), NULLIF(l.entity_id, ''),
+                        pn.name, mn.name, sn.name, opn.name, u.cost_nanos, vn.name,
+                        u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                        u.cache_write_tokens, u.reasoning_tokens, d.env, d.tier, d.partial,
+                        u.scope_id, u.duration_ms, u.units::text, u.unpriced_reason,
+                        u.error_message, u.attrs::text
+                 FROM (SELECT * FROM usage
+                       WHERE ingest_xid >= $1::text::xid8 AND {SETTLED}
+                       ORDER BY ingest_xid, ingest_seq LIMIT $3) u
+                 JOIN dims d ON d.id = u.dims_k
+                 LEFT JOIN links l ON l.id = u.link_k
+                 LEFT JOIN names pn ON pn.id = d.provider_k
+                 LEFT JOIN names mn ON mn.id = d.model_k
+                 LEFT JOIN names sn ON sn.id = d.service_k
+                 LEFT JOIN names opn ON opn.id = d.operation_k
+                 LEFT JOIN names vn ON vn.id = d.price_version_k
+                 ORDER BY u.ingest_xid, u.ingest_seq"
             ),
             &[&from, &cursor.b, &limit],
         )

@@ -3,22 +3,24 @@
 
 use std::pin::pin;
 
-use costtrace_core::{Record, RequestRecord, ScopeRecord, Timestamp};
+use costtrace_core::{Record, RequestRecord, ScopeRecord, Timestamp, UsageRecord};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
 
 use super::PgStore;
+use super::dict::{self, DimsKey};
 use crate::common::{self, RawUsage};
 use crate::{ArchiveStats, RequestEnd, StoreError};
 
-const USAGE_COLUMNS: &str = "id, ts, cost_nanos, input_tokens, output_tokens, cache_read_tokens,
-    cache_write_tokens, reasoning_tokens, duration_ms, scope_id, env, tier, partial, request_id,
-    task_id, doc_id, entity_id, provider, model, service_type, operation, price_version, units,
+const USAGE_COLUMNS: &str = "id, scope_id, ts, cost_nanos, input_tokens, output_tokens,
+    cache_read_tokens, cache_write_tokens, reasoning_tokens, duration_ms, link_k, dims_k, units,
     unpriced_reason, error_message, attrs";
 
-const USAGE_TYPES: [Type; 26] = [
+const USAGE_TYPES: [Type; 16] = [
+    Type::UUID,
     Type::UUID,
     Type::INT8,
     Type::INT8,
@@ -28,19 +30,8 @@ const USAGE_TYPES: [Type; 26] = [
     Type::INT8,
     Type::INT8,
     Type::FLOAT8,
-    Type::UUID,
-    Type::INT2,
-    Type::INT2,
-    Type::BOOL,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
     Type::JSONB,
     Type::TEXT,
     Type::TEXT,
@@ -55,92 +46,275 @@ async fn archived_before(c: &impl GenericClient) -> Result<i64, StoreError> {
     Ok(row.map_or(i64::MIN, |r| r.get(0)))
 }
 
+/// A usage record's dictionary keys: links (request, task, doc, entity)
+/// and dims name lookups.
+struct Keyed<'a> {
+    u: &'a UsageRecord,
+    links: common::Links<'a>,
+}
+
+impl Keyed<'_> {
+    fn link_names(&self) -> [Option<&str>; 4] {
+        let l = &self.links;
+        [l.request_id, l.task_id, l.doc_id, l.entity_id]
+    }
+
+    fn dim_names(&self) -> [Option<&str>; 5] {
+        let u = self.u;
+        [
+            u.provider.as_deref(),
+            u.model.as_deref(),
+            u.service_type.as_deref(),
+            u.operation.as_deref(),
+            u.price_version.as_deref(),
+        ]
+    }
+}
+
+/// Dictionary ids (links, dims) of each usage record, in order; the new
+/// dictionary entries are committed before this returns (see `dict`).
+async fn usage_keys(
+    store: &PgStore,
+    c: &impl GenericClient,
+    usage: &[Keyed<'_>],
+) -> Result<Vec<(Option<i64>, i32)>, StoreError> {
+    let dict = &store.dict;
+    // Links: '' for an absent id.
+    let link_ids: Vec<Option<[&str; 4]>> = usage
+        .iter()
+        .map(|k| {
+            let n = k.link_names();
+            (n != [None; 4]).then(|| n.map(|v| v.unwrap_or("")))
+        })
+        .collect();
+    let wanted: Vec<[&str; 4]> = link_ids.iter().flatten().copied().collect();
+    let links = dict.links(c, &wanted).await?;
+    // Dims: by their text first (one lookup per record), by name ids for
+    // the few that are new.
+    let texts: Vec<Box<str>> = usage.iter().map(dims_text).collect();
+    let mut dims = dict.dims_by_text(&texts);
+    let new: Vec<usize> = (0..usage.len())
+        .filter(|&i| !dims.contains_key(&texts[i]))
+        .collect();
+    if !new.is_empty() {
+        let wanted: Vec<&str> = new
+            .iter()
+            .flat_map(|&i| usage[i].dim_names())
+            .flatten()
+            .collect();
+        let names = dict.names(c, &wanted).await?;
+        let id = |n: Option<&str>| n.and_then(|n| names.get(n).copied()).unwrap_or(0);
+        let keys: Vec<DimsKey> = new
+            .iter()
+            .map(|&i| {
+                let u = usage[i].u;
+                (
+                    usage[i].dim_names().map(id),
+                    common::env_code(u.environment),
+                    common::tier_code(u.pricing_tier),
+                    u.partial,
+                )
+            })
+            .collect();
+        let ids = dict.dims(c, &keys).await?;
+        let mut learned = Vec::with_capacity(new.len());
+        for (&i, key) in new.iter().zip(&keys) {
+            let d = *ids
+                .get(key)
+                .ok_or_else(|| StoreError::Corrupt("dims id missing".into()))?;
+            dims.insert(texts[i].clone(), d);
+            learned.push((texts[i].clone(), d));
+        }
+        dict.remember_dims_text(learned);
+    }
+    link_ids
+        .iter()
+        .zip(&texts)
+        .map(|(l, t)| {
+            let link = match l {
+                Some(ids) => Some(
+                    *links
+                        .get(&dict::link_key(ids))
+                        .ok_or_else(|| StoreError::Corrupt("link id missing".into()))?,
+                ),
+                None => None,
+            };
+            let d = *dims
+                .get(t)
+                .ok_or_else(|| StoreError::Corrupt("dims id missing".into()))?;
+            Ok((link, d))
+        })
+        .collect()
+}
+
+/// A usage record's dims as one string (the key of the writer's dims-by-text
+/// cache): the five names, each tagged so that absent differs from empty,
+/// then environment, tier and partial.
+fn dims_text(k: &Keyed<'_>) -> Box<str> {
+    let u = k.u;
+    let mut s = String::with_capacity(64);
+    for n in k.dim_names() {
+        match n {
+            Some(n) => {
+                s.push('\u{1}');
+                s.push_str(n);
+            }
+            None => s.push('\u{2}'),
+        }
+    }
+    s.push('\u{3}');
+    s.push(char::from(b'0' + common::env_code(u.environment) as u8));
+    s.push(char::from(b'0' + common::tier_code(u.pricing_tier) as u8));
+    s.push(if u.partial { 'p' } else { 'c' });
+    s.into_boxed_str()
+}
+
+/// A usage record with its `(link_k, dims_k)`.
+type UsageRow<'r, 'a> = (&'r Keyed<'a>, &'r (Option<i64>, i32));
+
+/// `COPY table (USAGE_COLUMNS) FROM STDIN BINARY` of `rows`; how many.
+async fn copy_usage(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    rows: &[UsageRow<'_, '_>],
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(&format!("COPY {table} ({USAGE_COLUMNS}) FROM STDIN BINARY"))
+        .await?;
+    let mut w = pin!(BinaryCopyInWriter::new(sink, &USAGE_TYPES));
+    for (k, (link, dims)) in rows {
+        let u = k.u;
+        let units = (!u.units.is_empty()).then_some(Json(&u.units));
+        let attrs = k.links.rest.as_ref().map(Json);
+        let tokens = [
+            common::count(u.input_tokens),
+            common::count(u.output_tokens),
+            common::count(u.cache_read_tokens),
+            common::count(u.cache_write_tokens),
+            common::count(u.reasoning_tokens),
+        ];
+        let row: [&(dyn ToSql + Sync); 16] = [
+            &u.id,
+            &u.scope_id,
+            &u.timestamp.0,
+            &u.cost_nanos,
+            &tokens[0],
+            &tokens[1],
+            &tokens[2],
+            &tokens[3],
+            &tokens[4],
+            &u.duration_ms,
+            link,
+            dims,
+            &units,
+            &u.unpriced_reason,
+            &u.error_message,
+            &attrs,
+        ];
+        w.as_mut().write(&row).await?;
+    }
+    w.finish().await
+}
+
+/// The slow path of a usage batch that holds records stored before: COPY
+/// into a staging table, then `INSERT … ON CONFLICT (id) DO NOTHING`.
+async fn insert_staged(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[UsageRow<'_, '_>],
+    any_cold: bool,
+    any_hot: bool,
+    watermark: i64,
+) -> Result<u64, StoreError> {
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS usage_stage5 (LIKE usage) ON COMMIT DELETE ROWS",
+    )
+    .await?;
+    copy_usage(tx, "usage_stage5", rows).await?;
+    let mut new = 0;
+    // Each INSERT … SELECT reads the whole staging table: skip the one with
+    // nothing to move. Columns named: the staging table has no defaults for
+    // the ingest order columns (migration 2).
+    if any_hot {
+        new += tx
+            .execute(
+                &format!(
+                    "INSERT INTO usage ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
+                     FROM usage_stage5 WHERE ts >= $1 ON CONFLICT (id) DO NOTHING"
+                ),
+                &[&watermark],
+            )
+            .await?;
+    }
+    if any_cold {
+        new += tx
+            .execute(
+                &format!(
+                    "INSERT INTO usage_archive ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
+                     FROM usage_stage5 WHERE ts < $1 ON CONFLICT (id) DO NOTHING"
+                ),
+                &[&watermark],
+            )
+            .await?;
+    }
+    Ok(new)
+}
+
 pub(crate) async fn insert_records(store: &PgStore, records: &[Record]) -> Result<u64, StoreError> {
     let mut c = store.conn().await?;
+    let usage: Vec<Keyed<'_>> = records
+        .iter()
+        .filter_map(Record::as_usage)
+        .map(|u| Keyed {
+            u,
+            links: common::links(&u.attrs),
+        })
+        .collect();
+    // Outside the batch's transaction, on purpose (see `dict`).
+    let keys = if usage.is_empty() {
+        Vec::new()
+    } else {
+        usage_keys(store, &c, &usage).await?
+    };
     let tx = c.transaction().await?;
     let watermark = archived_before(&tx).await?;
     let mut new = 0u64;
 
-    let usage: Vec<_> = records.iter().filter_map(Record::as_usage).collect();
     if !usage.is_empty() {
-        tx.batch_execute(
-            "CREATE TEMP TABLE IF NOT EXISTS usage_stage (LIKE usage) ON COMMIT DELETE ROWS",
-        )
-        .await?;
-        let sink = tx
-            .copy_in(&format!(
-                "COPY usage_stage ({USAGE_COLUMNS}) FROM STDIN BINARY"
-            ))
-            .await?;
-        let mut w = pin!(BinaryCopyInWriter::new(sink, &USAGE_TYPES));
-        for u in &usage {
-            let l = common::links(&u.attrs);
-            let units = (!u.units.is_empty()).then_some(Json(&u.units));
-            let attrs = l.rest.as_ref().map(Json);
-            let tokens = [
-                common::count(u.input_tokens),
-                common::count(u.output_tokens),
-                common::count(u.cache_read_tokens),
-                common::count(u.cache_write_tokens),
-                common::count(u.reasoning_tokens),
-            ];
-            let row: [&(dyn ToSql + Sync); 26] = [
-                &u.id,
-                &u.timestamp.0,
-                &u.cost_nanos,
-                &tokens[0],
-                &tokens[1],
-                &tokens[2],
-                &tokens[3],
-                &tokens[4],
-                &u.duration_ms,
-                &u.scope_id,
-                &common::env_code(u.environment),
-                &common::tier_code(u.pricing_tier),
-                &u.partial,
-                &l.request_id,
-                &l.task_id,
-                &l.doc_id,
-                &l.entity_id,
-                &u.provider,
-                &u.model,
-                &u.service_type,
-                &u.operation,
-                &u.price_version,
-                &units,
-                &u.unpriced_reason,
-                &u.error_message,
-                &attrs,
-            ];
-            w.as_mut().write(&row).await?;
-        }
-        w.finish().await?;
-        // Each INSERT … SELECT reads the whole staging table: skip the one
-        // with nothing to move (the archive one, almost always).
-        let cold = usage.iter().filter(|u| u.timestamp.0 < watermark).count();
-        if cold < usage.len() {
-            new += tx
-                .execute(
-                    // Columns named: the staging table has no defaults for the
-                    // ingest order columns (migration 2).
-                    &format!(
-                        "INSERT INTO usage ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
-                         FROM usage_stage WHERE ts >= $1 ON CONFLICT (id) DO NOTHING"
-                    ),
-                    &[&watermark],
+        let rows: Vec<UsageRow<'_, '_>> = usage.iter().zip(&keys).collect();
+        let (cold, hot): (Vec<UsageRow<'_, '_>>, Vec<UsageRow<'_, '_>>) =
+            rows.iter().partition(|(k, _)| k.u.timestamp.0 < watermark);
+        // Fast path: COPY straight into the tables (no staging table, no
+        // speculative insertion per row). A record stored before — a replay,
+        // or a repeat inside the batch — fails it with a unique violation;
+        // then the batch goes through staging and ON CONFLICT DO NOTHING.
+        tx.batch_execute("SAVEPOINT usage_copy").await?;
+        let direct = async {
+            let mut n = 0;
+            if !hot.is_empty() {
+                n += copy_usage(&tx, "usage", &hot).await?;
+            }
+            if !cold.is_empty() {
+                n += copy_usage(&tx, "usage_archive", &cold).await?;
+            }
+            Ok::<u64, tokio_postgres::Error>(n)
+        };
+        match direct.await {
+            Ok(n) => {
+                tx.batch_execute("RELEASE SAVEPOINT usage_copy").await?;
+                new += n;
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT usage_copy").await?;
+                new += insert_staged(
+                    &tx,
+                    &rows,
+                    hot.len() < rows.len(),
+                    !hot.is_empty(),
+                    watermark,
                 )
                 .await?;
-        }
-        if cold > 0 {
-            new += tx
-                .execute(
-                    &format!(
-                        "INSERT INTO usage_archive ({USAGE_COLUMNS}) SELECT {USAGE_COLUMNS}
-                         FROM usage_stage WHERE ts < $1 ON CONFLICT (id) DO NOTHING"
-                    ),
-                    &[&watermark],
-                )
-                .await?;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 
@@ -375,8 +549,17 @@ pub(crate) async fn archive_before(
     })
 }
 
-/// Rows read per re-pricing step.
-const REPRICE_CHUNK: i64 = 5_000;
+/// Changed rows written per re-pricing update.
+const REPRICE_CHUNK: usize = 5_000;
+
+/// One changed row of a re-pricing pass.
+struct Repriced {
+    id: Uuid,
+    cost: Option<i64>,
+    version: Option<String>,
+    reason: Option<String>,
+    dims: DimsKey,
+}
 
 pub(crate) async fn reprice(
     store: &PgStore,
@@ -384,59 +567,108 @@ pub(crate) async fn reprice(
     to: Option<Timestamp>,
     catalogue: &costtrace_pricing::Catalogue,
 ) -> Result<u64, StoreError> {
-    let c = store.conn().await?;
+    // One streamed scan (its snapshot does not see the updated versions, so
+    // nothing is priced twice) and the updates on a second connection.
+    let reader = store.conn().await?;
+    let writer = store.conn().await?;
+    let from = from.map_or(i64::MIN, Timestamp::as_micros);
     let to = to.map_or(i64::MAX, Timestamp::as_micros);
-    let mut cursor = (from.map_or(i64::MIN, Timestamp::as_micros), Uuid::nil());
+    let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
+    let rows = reader
+        .query_raw(
+            "SELECT u.id, u.ts, pn.name, mn.name, sn.name, d.tier, u.input_tokens,
+                    u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                    u.reasoning_tokens, u.units::text, u.cost_nanos, vn.name, u.unpriced_reason,
+                    d.provider_k, d.model_k, d.service_k, d.operation_k, d.env, d.partial
+             FROM usage u
+             JOIN dims d ON d.id = u.dims_k
+             LEFT JOIN names pn ON pn.id = d.provider_k
+             LEFT JOIN names mn ON mn.id = d.model_k
+             LEFT JOIN names sn ON sn.id = d.service_k
+             LEFT JOIN names vn ON vn.id = d.price_version_k
+             WHERE u.ts >= $1 AND u.ts < $2 AND vn.name IS DISTINCT FROM 'reported'",
+            params,
+        )
+        .await?;
+    let mut rows = pin!(rows);
     let mut changed = 0u64;
-    loop {
-        let rows = c
-            .query(
-                "SELECT id, ts, provider, model, service_type, tier, input_tokens, output_tokens,
-                        cache_read_tokens, cache_write_tokens, reasoning_tokens, units::text,
-                        cost_nanos, price_version, unpriced_reason
-                 FROM usage
-                 WHERE ts >= $1 AND (ts, id) > ($1, $2) AND ts < $3
-                   AND price_version IS DISTINCT FROM 'reported'
-                 ORDER BY ts, id LIMIT $4",
-                &[&cursor.0, &cursor.1, &to, &REPRICE_CHUNK],
-            )
-            .await?;
-        let Some(last) = rows.last() else { break };
-        cursor = (last.get(1), last.get(0));
-        let (mut ids, mut costs, mut versions, mut reasons) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for r in &rows {
-            let raw = RawUsage {
-                provider: r.get(2),
-                model: r.get(3),
-                service_type: r.get(4),
-                tier: i64::from(r.get::<_, i16>(5)),
-                ts: r.get(1),
-                tokens: [r.get(6), r.get(7), r.get(8), r.get(9), r.get(10)],
-                units: r.get(11),
-            };
-            let old: common::Pricing = (r.get(12), r.get(13), r.get(14));
-            let new = common::reprice_raw(catalogue, raw)?;
-            if new != old {
-                ids.push(r.get::<_, Uuid>(0));
-                costs.push(new.0);
-                versions.push(new.1);
-                reasons.push(new.2);
-            }
+    let mut batch: Vec<Repriced> = Vec::new();
+    while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+        let raw = RawUsage {
+            provider: r.get(2),
+            model: r.get(3),
+            service_type: r.get(4),
+            tier: i64::from(r.get::<_, i16>(5)),
+            ts: r.get(1),
+            tokens: [r.get(6), r.get(7), r.get(8), r.get(9), r.get(10)],
+            units: r.get(11),
+        };
+        let old: common::Pricing = (r.get(12), r.get(13), r.get(14));
+        let new = common::reprice_raw(catalogue, raw)?;
+        if new != old {
+            batch.push(Repriced {
+                id: r.get(0),
+                cost: new.0,
+                version: new.1,
+                reason: new.2,
+                dims: (
+                    [r.get(15), r.get(16), r.get(17), r.get(18), 0],
+                    r.get(19),
+                    r.get::<_, i16>(5),
+                    r.get(20),
+                ),
+            });
         }
-        if !ids.is_empty() {
-            changed += c
-                .execute(
-                    "UPDATE usage u SET cost_nanos = v.c, price_version = v.p, unpriced_reason = v.r
-                     FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[]) AS v(id, c, p, r)
-                     WHERE u.id = v.id",
-                    &[&ids, &costs, &versions, &reasons],
-                )
-                .await?;
-        }
-        if (rows.len() as i64) < REPRICE_CHUNK {
-            break;
+        if batch.len() >= REPRICE_CHUNK {
+            changed += write_repriced(store, &writer, std::mem::take(&mut batch)).await?;
         }
     }
+    if !batch.is_empty() {
+        changed += write_repriced(store, &writer, batch).await?;
+    }
     Ok(changed)
+}
+
+/// Stores re-priced costs; the new price version goes into the row's dims.
+async fn write_repriced(
+    store: &PgStore,
+    c: &impl GenericClient,
+    mut batch: Vec<Repriced>,
+) -> Result<u64, StoreError> {
+    let versions: Vec<&str> = batch.iter().filter_map(|b| b.version.as_deref()).collect();
+    let names = store.dict.names(c, &versions).await?;
+    let version_ids: Vec<i64> = batch
+        .iter()
+        .map(|b| {
+            b.version
+                .as_deref()
+                .and_then(|v| names.get(v).copied())
+                .unwrap_or(0)
+        })
+        .collect();
+    drop(names);
+    drop(versions);
+    for (b, v) in batch.iter_mut().zip(version_ids) {
+        b.dims.0[4] = v;
+    }
+    let wanted: Vec<DimsKey> = batch.iter().map(|b| b.dims).collect();
+    let dims = store.dict.dims(c, &wanted).await?;
+    let ids: Vec<Uuid> = batch.iter().map(|b| b.id).collect();
+    let costs: Vec<Option<i64>> = batch.iter().map(|b| b.cost).collect();
+    let reasons: Vec<Option<&str>> = batch.iter().map(|b| b.reason.as_deref()).collect();
+    let dims_ids = batch
+        .iter()
+        .map(|b| {
+            dims.get(&b.dims)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt("dims id missing".into()))
+        })
+        .collect::<Result<Vec<i32>, _>>()?;
+    Ok(c.execute(
+        "UPDATE usage u SET cost_nanos = v.c, dims_k = v.d, unpriced_reason = v.r
+         FROM unnest($1::uuid[], $2::int8[], $3::int4[], $4::text[]) AS v(id, c, d, r)
+         WHERE u.id = v.id",
+        &[&ids, &costs, &dims_ids, &reasons],
+    )
+    .await?)
 }

@@ -1,0 +1,347 @@
+//! The writer's side of the `names`, `links` and `dims` dictionaries
+//! (migration 5): strings and key tuples → ids, with bounded caches.
+//!
+//! New entries are inserted by their own autocommitted statements *before*
+//! the batch's transaction, never inside it: a cached id must never belong
+//! to a row that a rollback removed. Dictionary rows are never updated or
+//! deleted, so an id, once seen committed, means the same thing for the life
+//! of the database, in every process that shares it.
+//!
+//! Concurrent writers: `INSERT … ON CONFLICT DO NOTHING` waits for a
+//! conflicting insert of another transaction to finish, so after it returns
+//! every wanted entry is committed (by us or by the other writer) and the
+//! follow-up `SELECT` of the ones not returned finds them.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use deadpool_postgres::GenericClient;
+
+use crate::StoreError;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Entries kept per cache. When a cache is full it is emptied: request,
+/// task and document ids are new all the time, and a bounded cache of the
+/// recent ones (a request's usage arrives in one or two batches) is what
+/// pays; the few tenants, models and dims come back at the next miss.
+const LIMIT: usize = 200_000;
+
+/// `(provider, model, service type, operation, price version)` name ids
+/// (0 = none), environment, tier, partial.
+pub(crate) type DimsKey = ([i64; 5], i16, i16, bool);
+
+/// Caches of one store (shared by its connections).
+#[derive(Debug, Default)]
+pub(crate) struct Dict {
+    names: Mutex<Map<Box<str>, i64>>,
+    links: Mutex<Map<Box<str>, i64>>,
+    dims: Mutex<Map<DimsKey, i32>>,
+    /// Dims ids by the dims' text (see `write::dims_text`).
+    dims_text: Mutex<Map<Box<str>, i32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic between two map operations; the
+    // map itself is always consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remember<K: Hash + Eq, V>(cache: &Mutex<Map<K, V>>, found: impl IntoIterator<Item = (K, V)>) {
+    let mut map = lock(cache);
+    for (k, v) in found {
+        if map.len() >= LIMIT {
+            map.clear();
+        }
+        map.insert(k, v);
+    }
+}
+
+impl Dict {
+    /// The cached dims ids of `texts` (the others are absent).
+    pub(crate) fn dims_by_text(&self, texts: &[Box<str>]) -> Map<Box<str>, i32> {
+        let cache = lock(&self.dims_text);
+        let mut out = Map::default();
+        let mut last: Option<&Box<str>> = None;
+        for t in texts {
+            // Runs of equal dims are common: one lookup per run.
+            if last == Some(t) {
+                continue;
+            }
+            last = Some(t);
+            if let Some(id) = cache.get(t) {
+                out.insert(t.clone(), *id);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn remember_dims_text(&self, learned: Vec<(Box<str>, i32)>) {
+        remember(&self.dims_text, learned);
+    }
+
+    /// Ids of `wanted` names (duplicates allowed), inserting the new ones.
+    pub(crate) async fn names<'a>(
+        &self,
+        c: &impl GenericClient,
+        wanted: &[&'a str],
+    ) -> Result<Map<&'a str, i64>, StoreError> {
+        let mut out: Map<&'a str, i64> = Map::default();
+        let mut missing: Vec<&'a str> = Vec::new();
+        {
+            let cache = lock(&self.names);
+            for &w in wanted {
+                if out.contains_key(w) {
+                    continue;
+                }
+                match cache.get(w) {
+                    Some(id) => {
+                        out.insert(w, *id);
+                    }
+                    None => {
+                        out.insert(w, 0);
+                        missing.push(w);
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut found: Vec<(Box<str>, i64)> = Vec::with_capacity(missing.len());
+        let rows = c
+            .query(
+                "INSERT INTO names (name) SELECT unnest($1::text[])
+                 ON CONFLICT (name) DO NOTHING RETURNING name, id",
+                &[&missing],
+            )
+            .await?;
+        for r in &rows {
+            found.push((r.get::<_, &str>(0).into(), r.get(1)));
+        }
+        if found.len() < missing.len() {
+            // Stored before (by another writer or before our cache was
+            // emptied).
+            let rows = c
+                .query(
+                    "SELECT name, id FROM names WHERE name = ANY($1)",
+                    &[&missing],
+                )
+                .await?;
+            found.clear();
+            for r in &rows {
+                found.push((r.get::<_, &str>(0).into(), r.get(1)));
+            }
+        }
+        for (name, id) in &found {
+            if let Some(slot) = out.get_mut(&**name) {
+                *slot = *id;
+            }
+        }
+        if let Some(lost) = missing.iter().find(|m| out.get(*m) == Some(&0)) {
+            return Err(StoreError::Corrupt(format!(
+                "name {lost:?} neither inserted nor found"
+            )));
+        }
+        remember(&self.names, found);
+        Ok(out)
+    }
+
+    /// Ids of `(request, task, doc, entity)` id tuples ('' = none; the
+    /// all-empty tuple is never asked for), inserting the new ones. The
+    /// map is keyed by [`link_key`].
+    pub(crate) async fn links(
+        &self,
+        c: &impl GenericClient,
+        wanted: &[[&str; 4]],
+    ) -> Result<Map<Box<str>, i64>, StoreError> {
+        let mut out: Map<Box<str>, i64> = Map::default();
+        let mut missing: Vec<[&str; 4]> = Vec::new();
+        {
+            let cache = lock(&self.links);
+            for w in wanted {
+                let key = link_key(w);
+                if out.contains_key(&key) {
+                    continue;
+                }
+                match cache.get(&key) {
+                    Some(id) => {
+                        out.insert(key, *id);
+                    }
+                    None => {
+                        out.insert(key, 0);
+                        missing.push(*w);
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let col = |i: usize| missing.iter().map(|k| k[i]).collect::<Vec<&str>>();
+        let cols = [col(0), col(1), col(2), col(3)];
+        let row_key = |r: &tokio_postgres::Row| -> (Box<str>, i64) {
+            (
+                link_key(&[r.get(1), r.get(2), r.get(3), r.get(4)]),
+                r.get(0),
+            )
+        };
+        let mut found: Vec<(Box<str>, i64)> = c
+            .query(
+                "INSERT INTO links (request_id, task_id, doc_id, entity_id)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                 ON CONFLICT ON CONSTRAINT links_key DO NOTHING
+                 RETURNING id, request_id, task_id, doc_id, entity_id",
+                &[&cols[0], &cols[1], &cols[2], &cols[3]],
+            )
+            .await?
+            .iter()
+            .map(row_key)
+            .collect();
+        if found.len() < missing.len() {
+            found = c
+                .query(
+                    "SELECT l.id, l.request_id, l.task_id, l.doc_id, l.entity_id
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(a, b, c, d)
+                     JOIN links l ON (l.request_id, l.task_id, l.doc_id, l.entity_id)
+                                   = (k.a, k.b, k.c, k.d)",
+                    &[&cols[0], &cols[1], &cols[2], &cols[3]],
+                )
+                .await?
+                .iter()
+                .map(row_key)
+                .collect();
+        }
+        for (k, id) in &found {
+            if let Some(slot) = out.get_mut(k) {
+                *slot = *id;
+            }
+        }
+        if let Some(lost) = out.iter().find(|(_, id)| **id == 0) {
+            return Err(StoreError::Corrupt(format!(
+                "link {:?} neither inserted nor found",
+                lost.0
+            )));
+        }
+        remember(&self.links, found);
+        Ok(out)
+    }
+
+    /// Ids of dims tuples, inserting the new ones.
+    pub(crate) async fn dims(
+        &self,
+        c: &impl GenericClient,
+        wanted: &[DimsKey],
+    ) -> Result<Map<DimsKey, i32>, StoreError> {
+        let (mut out, missing) = split(&self.dims, wanted);
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let name = |i: usize| missing.iter().map(|k| k.0[i]).collect::<Vec<i64>>();
+        let names = [name(0), name(1), name(2), name(3), name(4)];
+        let env: Vec<i16> = missing.iter().map(|k| k.1).collect();
+        let tier: Vec<i16> = missing.iter().map(|k| k.2).collect();
+        let partial: Vec<bool> = missing.iter().map(|k| k.3).collect();
+        let key = |r: &tokio_postgres::Row| -> DimsKey {
+            (
+                [r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)],
+                r.get(6),
+                r.get(7),
+                r.get(8),
+            )
+        };
+        const COLS: &str =
+            "provider_k, model_k, service_k, operation_k, price_version_k, env, tier, partial";
+        const ARGS: &str = "unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                                   $6::int2[], $7::int2[], $8::bool[])";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &names[0], &names[1], &names[2], &names[3], &names[4], &env, &tier, &partial,
+        ];
+        let mut found: Vec<(DimsKey, i32)> = c
+            .query(
+                &format!(
+                    "INSERT INTO dims ({COLS}) SELECT * FROM {ARGS}
+                     ON CONFLICT ON CONSTRAINT dims_key DO NOTHING RETURNING id, {COLS}"
+                ),
+                &params,
+            )
+            .await?
+            .iter()
+            .map(|r| (key(r), r.get(0)))
+            .collect();
+        if found.len() < missing.len() {
+            found = c
+                .query(
+                    &format!(
+                        "SELECT d.id, d.provider_k, d.model_k, d.service_k, d.operation_k,
+                                d.price_version_k, d.env, d.tier, d.partial
+                         FROM {ARGS} AS k(a, b, c, d, e, f, g, h)
+                         JOIN dims d ON ({COLS}) = (k.a, k.b, k.c, k.d, k.e, k.f, k.g, k.h)"
+                    ),
+                    &params,
+                )
+                .await?
+                .iter()
+                .map(|r| (key(r), r.get(0)))
+                .collect();
+        }
+        finish(&self.dims, &mut out, &missing, found, "dims")?;
+        Ok(out)
+    }
+}
+
+/// The cache key of a links tuple: its ids joined by NUL (which no stored
+/// id can contain: PostgreSQL text cannot hold it).
+pub(crate) fn link_key(ids: &[&str; 4]) -> Box<str> {
+    let mut k = String::with_capacity(ids.iter().map(|i| i.len() + 1).sum());
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            k.push('\0');
+        }
+        k.push_str(id);
+    }
+    k.into_boxed_str()
+}
+
+/// Cached ids into `out`; the distinct uncached keys into the second list.
+fn split<K: Hash + Eq + Copy, V: Copy>(
+    cache: &Mutex<Map<K, V>>,
+    wanted: &[K],
+) -> (Map<K, V>, Vec<K>) {
+    let mut out: Map<K, V> = Map::default();
+    let mut missing = Vec::new();
+    let mut asked: std::collections::HashSet<K, foldhash::fast::RandomState> = Default::default();
+    let cache = lock(cache);
+    for &k in wanted {
+        if !asked.insert(k) {
+            continue;
+        }
+        match cache.get(&k) {
+            Some(v) => {
+                out.insert(k, *v);
+            }
+            None => missing.push(k),
+        }
+    }
+    (out, missing)
+}
+
+fn finish<K: Hash + Eq + Copy + std::fmt::Debug, V: Copy>(
+    cache: &Mutex<Map<K, V>>,
+    out: &mut Map<K, V>,
+    missing: &[K],
+    found: Vec<(K, V)>,
+    what: &str,
+) -> Result<(), StoreError> {
+    for (k, v) in &found {
+        out.insert(*k, *v);
+    }
+    if let Some(lost) = missing.iter().find(|k| !out.contains_key(*k)) {
+        return Err(StoreError::Corrupt(format!(
+            "{what} {lost:?} neither inserted nor found"
+        )));
+    }
+    remember(cache, found);
+    Ok(())
+}
