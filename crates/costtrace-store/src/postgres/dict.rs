@@ -109,6 +109,9 @@ impl Dict {
         if missing.is_empty() {
             return Ok(out);
         }
+        // Inserted in one order by every writer: two writers inserting the
+        // same new entries cannot deadlock.
+        missing.sort_unstable();
         let mut found: Vec<(Box<str>, i64)> = Vec::with_capacity(missing.len());
         let rows = c
             .query(
@@ -179,6 +182,7 @@ impl Dict {
         if missing.is_empty() {
             return Ok(out);
         }
+        missing.sort_unstable();
         let col = |i: usize| missing.iter().map(|k| k[i]).collect::<Vec<&str>>();
         let cols = [col(0), col(1), col(2), col(3)];
         let row_key = |r: &tokio_postgres::Row| -> (Box<str>, i64) {
@@ -234,7 +238,8 @@ impl Dict {
         c: &impl GenericClient,
         wanted: &[DimsKey],
     ) -> Result<Map<DimsKey, i32>, StoreError> {
-        let (mut out, missing) = split(&self.dims, wanted);
+        let (mut out, mut missing) = split(&self.dims, wanted);
+        missing.sort_unstable();
         if missing.is_empty() {
             return Ok(out);
         }
