@@ -80,6 +80,9 @@ async fn postgres_late_commits_are_not_missed() {
     // One stored record first, for a `dims` row the raw inserts can use.
     let first = usage_records(vec![service(t(0), "x", &[], Some(1), &[])]);
     store.insert_records(&first).await.unwrap();
+    // The cursor's end must lie past it: wait until it is settled (other
+    // tests may hold an older transaction open for a moment).
+    settled(&store, &first[0].key(), 1).await;
     let end = store.record_cursor_end().await.unwrap();
     let insert = |id: &str| {
         format!("INSERT INTO usage (id, ts, dims_k) VALUES ('{id}', 0, (SELECT min(id) FROM dims))")
@@ -114,6 +117,28 @@ async fn postgres_late_commits_are_not_missed() {
     let ids: Vec<String> = seen.iter().map(costtrace_core::Record::key).collect();
     assert_eq!(ids, [a, b]);
     assert!(store.records_after(cursor, 100).await.unwrap().0.is_empty());
+}
+
+/// The records from the start of the store once the one keyed `key` and at
+/// least `n` in all are settled (bounded wait).
+async fn settled(
+    store: &costtrace_store::AnyStore,
+    key: &str,
+    n: usize,
+) -> Vec<costtrace_core::Record> {
+    use costtrace_store::{RecordCursor, Store};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (seen, _) = store
+            .records_after(RecordCursor::default(), 1000)
+            .await
+            .unwrap();
+        let found = seen.iter().any(|r| r.key() == key) && seen.len() >= n;
+        if found || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[test]
@@ -154,7 +179,7 @@ async fn sqlite_reopened_store_reuses_stored_names() {
 /// answers computed from them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migration_5_keeps_version_4_rows() {
-    use costtrace_store::{AnyStore, RecordCursor, Store, TenantScope};
+    use costtrace_store::{AnyStore, Store, TenantScope};
     let Ok(url) = std::env::var("COSTTRACE_TEST_POSTGRES_URL") else {
         return;
     };
@@ -233,11 +258,9 @@ async fn postgres_migration_5_keeps_version_4_rows() {
     assert!(store.task_cost("tk_m", &other).await.unwrap().is_none());
     assert_eq!(store.archive_counts().await.unwrap().usage, 1);
 
-    // Every hot usage comes back whole, in its version-4 ingest order.
-    let (records, _) = store
-        .records_after(RecordCursor::default(), 100)
-        .await
-        .unwrap();
+    // Every hot usage comes back whole, in its version-4 ingest order (once
+    // settled: other tests may hold an older transaction open).
+    let records = settled(&store, "0194e0a0-0000-7000-8000-000000000003", 3).await;
     let usage: Vec<&costtrace_core::UsageRecord> =
         records.iter().filter_map(|r| r.as_usage()).collect();
     assert_eq!(usage.len(), 3);
