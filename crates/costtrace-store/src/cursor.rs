@@ -9,10 +9,15 @@
 //!
 //! PostgreSQL sequences are not commit-ordered: a transaction can take seq
 //! 10, commit after another one that took seq 11 and was already read.
-//! Every row therefore also carries the id of the transaction that wrote it
-//! (`ingest_xid`, `pg_current_xact_id()`), the cursor is `(xid, seq)`, and a
-//! read returns only rows whose transaction is older than the oldest
-//! transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`).
+//! Every row therefore carries the id of the transaction that wrote it
+//! (`ingest_xid`, `pg_current_xact_id()`), positions are ordered by
+//! transaction first, and a read returns only rows whose transaction is
+//! older than the oldest transaction still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`). Within one transaction, its
+//! usage rows come first, by record id (usage rows keep no sequence number:
+//! 8 bytes each), then its request rows, by `ingest_seq`. The cursor is
+//! `(xid, part, key)`: part 0 = usage (key: record id), 1 = requests (key:
+//! seq).
 //! Such transactions have all finished, so no row can later appear behind
 //! the cursor; a row of a transaction that is still open is returned once it
 //! commits and every older transaction has finished. The price is latency
@@ -31,8 +36,12 @@ use crate::{RequestView, StoreError};
 pub struct RecordCursor {
     /// SQLite: last usage seq; PostgreSQL: last transaction id.
     pub(crate) a: i64,
-    /// SQLite: last request revision; PostgreSQL: last ingest seq.
+    /// SQLite: last request revision; PostgreSQL: the part of transaction
+    /// `a` reached (0 usage, 1 requests).
     pub(crate) b: i64,
+    /// SQLite: unused; PostgreSQL: last key within that part (usage: record
+    /// id; requests: ingest seq).
+    pub(crate) c: u128,
 }
 
 /// The columns of a stored usage row, names resolved.

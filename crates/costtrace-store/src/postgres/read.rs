@@ -57,7 +57,7 @@ async fn attach_usage(
                     u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
                     u.reasoning_tokens, u.units::text
              FROM links l
-             JOIN usage u ON u.link_k = l.id
+             CROSS JOIN LATERAL (SELECT * FROM usage WHERE link_k = l.id OFFSET 0) u
              JOIN dims d ON d.id = u.dims_k
              LEFT JOIN names sn ON sn.id = d.service_k
              LEFT JOIN names mn ON mn.id = d.model_k
@@ -196,7 +196,10 @@ pub(crate) async fn cost(
     // Usage is found through `links` (migration 5): the links of the
     // task / doc / entity, then their usage. Conditions on a `links` column
     // also say `<> ''` (none), which lets the planner use the column's
-    // partial index and keeps an empty id from matching "none".
+    // partial index and keeps an empty id from matching "none". The usage
+    // of each link is a LATERAL subquery behind `OFFSET 0` (not pulled up
+    // into a join): right after a bulk load, before autovacuum has analysed
+    // `links`, the planner would otherwise hash-join a scan of all usage.
     let (link_cond, req_cond) = match of {
         CostOf::Task => ("l.task_id = $1 AND l.task_id <> ''", "task_id = $1"),
         // A doc id learned at the end is on the request, not on its usage.
@@ -221,7 +224,9 @@ pub(crate) async fn cost(
     // One round trip: per-service groups, usage extent and request extent.
     let sql = format!(
         "WITH u AS (SELECT u.dims_k, u.cost_nanos, u.ts, l.request_id
-                    FROM links l JOIN usage u ON u.link_k = l.id
+                    FROM links l
+                    CROSS JOIN LATERAL (SELECT dims_k, cost_nanos, ts FROM usage
+                                        WHERE link_k = l.id OFFSET 0) u
                     WHERE {link_cond} {link_tenant}),
               g AS (SELECT COALESCE(sn.name, 'llm:' || mn.name, 'unknown') AS k,
                            SUM(u.cost_nanos)::int8 AS priced,

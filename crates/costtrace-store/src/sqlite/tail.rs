@@ -16,7 +16,7 @@ pub(crate) fn cursor_end(c: &Connection) -> Result<RecordCursor, StoreError> {
         [],
         |r| r.get(0),
     )?;
-    Ok(RecordCursor { a, b })
+    Ok(RecordCursor { a, b, c: 0 })
 }
 
 pub(crate) fn records_after(

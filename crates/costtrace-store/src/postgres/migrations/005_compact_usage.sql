@@ -18,8 +18,9 @@
 --   so their keys are plain NOT NULL columns with ordinary unique
 --   constraints.
 -- * `usage` keeps one b-tree for idempotency (`id`), one on `ingest_xid`
---   alone (deduplicated: all rows of one transaction share it; readers sort
---   by `ingest_seq` within it), one on `link_k` (deduplicated too) and a
+--   alone (deduplicated: all rows of one transaction share it; readers of
+--   the store order the rows of one transaction by `id`, so usage rows
+--   carry no `ingest_seq`), one on `link_k` (deduplicated too) and a
 --   BRIN range summary of `ts` (records arrive roughly in time order; a late
 --   record only widens its block range).
 --
@@ -102,7 +103,6 @@ CREATE TABLE usage_v5 (
     reasoning_tokens   int8,
     duration_ms        double precision,
     ingest_xid         xid8 DEFAULT pg_current_xact_id(),
-    ingest_seq         int8 DEFAULT nextval('record_ingest_seq'),
     link_k             int8,
     dims_k             int4 NOT NULL,
     units              jsonb,
@@ -115,7 +115,7 @@ CREATE TABLE usage_archive_v5 (LIKE usage_v5);
 CREATE TEMP TABLE v5_rows ON COMMIT DROP AS
 SELECT k.id, k.scope_id, k.ts, k.cost_nanos, k.input_tokens, k.output_tokens,
        k.cache_read_tokens, k.cache_write_tokens, k.reasoning_tokens, k.duration_ms,
-       k.ingest_xid, k.ingest_seq, l.id AS link_k, d.id AS dims_k, k.units, k.unpriced_reason,
+       k.ingest_xid, l.id AS link_k, d.id AS dims_k, k.units, k.unpriced_reason,
        k.error_message, k.attrs,
        EXISTS (SELECT 1 FROM usage_archive a WHERE a.id = k.id) AS archived
 FROM v4_keyed k
@@ -127,11 +127,11 @@ JOIN dims d ON (d.provider_k, d.model_k, d.service_k, d.operation_k, d.price_ver
                 k.tier, k.partial);
 
 INSERT INTO usage_v5 SELECT id, scope_id, ts, cost_nanos, input_tokens, output_tokens,
-    cache_read_tokens, cache_write_tokens, reasoning_tokens, duration_ms, ingest_xid, ingest_seq,
+    cache_read_tokens, cache_write_tokens, reasoning_tokens, duration_ms, ingest_xid,
     link_k, dims_k, units, unpriced_reason, error_message, attrs
 FROM v5_rows WHERE NOT archived ORDER BY ts;
 INSERT INTO usage_archive_v5 SELECT id, scope_id, ts, cost_nanos, input_tokens, output_tokens,
-    cache_read_tokens, cache_write_tokens, reasoning_tokens, duration_ms, ingest_xid, ingest_seq,
+    cache_read_tokens, cache_write_tokens, reasoning_tokens, duration_ms, ingest_xid,
     link_k, dims_k, units, unpriced_reason, error_message, attrs
 FROM v5_rows WHERE archived ORDER BY ts;
 
