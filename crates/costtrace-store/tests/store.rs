@@ -302,3 +302,59 @@ async fn postgres_migration_5_keeps_version_4_rows() {
         .await
         .unwrap();
 }
+
+/// Two writers that do not share a cache (two processes) store usage of the
+/// same request and task: each may add its own `links` row for the tuple,
+/// and every answer still counts each usage once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_writers_same_request_count_once() {
+    use costtrace_store::{AnyStore, Page, RequestFilter, Store, TenantScope};
+    let Some((one, url)) = pg_store_with_url().await else {
+        return;
+    };
+    let two = AnyStore::open(&url).await.unwrap();
+    let links = [
+        ("request_id", "r_w"),
+        ("task_id", "tk_w"),
+        ("entity_id", "e_w"),
+    ];
+    let a = usage_records(vec![service(t(0), "x", &[], Some(7), &links)]);
+    let b = usage_records(vec![service(t(1), "x", &[], Some(8), &links)]);
+    assert_eq!(one.insert_records(&a).await.unwrap(), 1);
+    assert_eq!(two.insert_records(&b).await.unwrap(), 1);
+    // Replays through the other writer count nothing.
+    assert_eq!(two.insert_records(&a).await.unwrap(), 0);
+    assert_eq!(one.insert_records(&b).await.unwrap(), 0);
+    let req = vec![costtrace_core::Record::Request(request(
+        "r_w",
+        t(0),
+        &[("task_id", "tk_w"), ("entity_id", "e_w")],
+    ))];
+    one.insert_records(&req).await.unwrap();
+    let all = TenantScope::All;
+    for s in [&one, &two] {
+        let cost = s.task_cost("tk_w", &all).await.unwrap().unwrap();
+        assert_eq!(cost.total_cost_nanos, 15);
+        assert_eq!(cost.request_count, 1);
+        let tenant = TenantScope::Tenant("e_w".into());
+        let cost = s.entity_cost("e_w", &tenant).await.unwrap().unwrap();
+        assert_eq!(cost.total_cost_nanos, 15);
+        let filter = RequestFilter {
+            task_id: Some("tk_w".into()),
+            ..RequestFilter::default()
+        };
+        let (page, total) = s
+            .list_requests(
+                &filter,
+                Page {
+                    page: 1,
+                    page_size: 10,
+                },
+                &all,
+            )
+            .await
+            .unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(page[0].total_cost_nanos, 15);
+    }
+}

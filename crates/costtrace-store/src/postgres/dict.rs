@@ -40,7 +40,12 @@ pub(crate) struct Dict {
     dims: Mutex<Map<DimsKey, i32>>,
     /// Dims ids by the dims' text (see `write::dims_text`).
     dims_text: Mutex<Map<Box<str>, i32>>,
+    /// `[next, end)` of the links ids this store has reserved.
+    link_block: Mutex<(i64, i64)>,
 }
+
+/// Links ids reserved per round trip (the increment of `links_id_block`).
+const LINK_BLOCK: i64 = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means a panic between two map operations; the
@@ -151,85 +156,67 @@ impl Dict {
         Ok(out)
     }
 
-    /// Ids of `(request, task, doc, entity)` id tuples ('' = none; the
-    /// all-empty tuple is never asked for), inserting the new ones. The
-    /// map is keyed by [`link_key`].
-    pub(crate) async fn links(
+    /// The id of a links tuple known to be stored, if cached.
+    pub(crate) fn cached_link(&self, key: &str) -> Option<i64> {
+        lock(&self.links).get(key).copied()
+    }
+
+    /// `n` new links ids, from blocks of `links_id_block` (one round trip
+    /// per block): ids grow, so `links_pkey` and `usage_link` are appended
+    /// to, not split in the middle.
+    pub(crate) async fn new_link_ids(
         &self,
         c: &impl GenericClient,
-        wanted: &[[&str; 4]],
-    ) -> Result<Map<Box<str>, i64>, StoreError> {
-        let mut out: Map<Box<str>, i64> = Map::default();
-        let mut missing: Vec<[&str; 4]> = Vec::new();
-        {
-            let cache = lock(&self.links);
-            for w in wanted {
-                let key = link_key(w);
-                if out.contains_key(&key) {
-                    continue;
+        n: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            {
+                let mut block = lock(&self.link_block);
+                while out.len() < n && block.0 < block.1 {
+                    out.push(block.0);
+                    block.0 += 1;
                 }
-                match cache.get(&key) {
-                    Some(id) => {
-                        out.insert(key, *id);
-                    }
-                    None => {
-                        out.insert(key, 0);
-                        missing.push(*w);
-                    }
+            }
+            if out.len() < n {
+                let start: i64 = c
+                    .query_one("SELECT nextval('links_id_block')", &[])
+                    .await?
+                    .get(0);
+                // Another task of this store may have refilled meanwhile;
+                // its block is used first, this one after.
+                let mut block = lock(&self.link_block);
+                if block.0 >= block.1 {
+                    *block = (start, start + LINK_BLOCK);
                 }
             }
         }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        missing.sort_unstable();
-        let col = |i: usize| missing.iter().map(|k| k[i]).collect::<Vec<&str>>();
-        let cols = [col(0), col(1), col(2), col(3)];
-        let row_key = |r: &tokio_postgres::Row| -> (Box<str>, i64) {
-            (
-                link_key(&[r.get(1), r.get(2), r.get(3), r.get(4)]),
-                r.get(0),
-            )
-        };
-        let mut found: Vec<(Box<str>, i64)> = c
-            .query(
-                "INSERT INTO links (request_id, task_id, doc_id, entity_id)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-                 ON CONFLICT ON CONSTRAINT links_key DO NOTHING
-                 RETURNING id, request_id, task_id, doc_id, entity_id",
-                &[&cols[0], &cols[1], &cols[2], &cols[3]],
-            )
-            .await?
-            .iter()
-            .map(row_key)
-            .collect();
-        if found.len() < missing.len() {
-            found = c
-                .query(
-                    "SELECT l.id, l.request_id, l.task_id, l.doc_id, l.entity_id
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(a, b, c, d)
-                     JOIN links l ON (l.request_id, l.task_id, l.doc_id, l.entity_id)
-                                   = (k.a, k.b, k.c, k.d)",
-                    &[&cols[0], &cols[1], &cols[2], &cols[3]],
-                )
-                .await?
-                .iter()
-                .map(row_key)
-                .collect();
-        }
-        for (k, id) in &found {
-            if let Some(slot) = out.get_mut(k) {
-                *slot = *id;
-            }
-        }
-        if let Some(lost) = out.iter().find(|(_, id)| **id == 0) {
-            return Err(StoreError::Corrupt(format!(
-                "link {:?} neither inserted nor found",
-                lost.0
-            )));
-        }
-        remember(&self.links, found);
         Ok(out)
+    }
+
+    /// Stores new links tuples under ids from [`Dict::new_link_ids`].
+    ///
+    /// Runs beside the batch's usage COPY, on its own connection, in its own
+    /// autocommitted statement, so it is committed before the batch is.
+    /// There is no unique constraint on the tuple: a tuple this cache did
+    /// not know (stored by another process, or forgotten) gets a second
+    /// row, which costs its bytes but never a wrong answer — each usage row
+    /// points at exactly one links row.
+    pub(crate) async fn store_links(
+        &self,
+        c: &impl GenericClient,
+        new: &[([&str; 4], i64)],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i64> = new.iter().map(|(_, id)| *id).collect();
+        let col = |i: usize| new.iter().map(|(k, _)| k[i]).collect::<Vec<&str>>();
+        c.execute(
+            "INSERT INTO links (id, request_id, task_id, doc_id, entity_id)
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[])",
+            &[&ids, &col(0), &col(1), &col(2), &col(3)],
+        )
+        .await?;
+        remember(&self.links, new.iter().map(|(k, id)| (link_key(k), *id)));
+        Ok(())
     }
 
     /// Ids of dims tuples, inserting the new ones.

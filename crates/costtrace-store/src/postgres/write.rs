@@ -15,6 +15,8 @@ use super::dict::{self, DimsKey};
 use crate::common::{self, RawUsage};
 use crate::{ArchiveStats, RequestEnd, StoreError};
 
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 const USAGE_COLUMNS: &str = "id, scope_id, ts, cost_nanos, input_tokens, output_tokens,
     cache_read_tokens, cache_write_tokens, reasoning_tokens, duration_ms, link_k, dims_k, units,
     unpriced_reason, error_message, attrs";
@@ -53,8 +55,8 @@ struct Keyed<'a> {
     links: common::Links<'a>,
 }
 
-impl Keyed<'_> {
-    fn link_names(&self) -> [Option<&str>; 4] {
+impl<'a> Keyed<'a> {
+    fn link_names(&self) -> [Option<&'a str>; 4] {
         let l = &self.links;
         [l.request_id, l.task_id, l.doc_id, l.entity_id]
     }
@@ -73,16 +75,20 @@ impl Keyed<'_> {
 
 /// Dictionary ids (links, dims) of each usage record, in order; the new
 /// dictionary entries are committed before this returns (see `dict`).
-async fn usage_keys(
+/// The links tuples of a batch not known to be stored, with their new ids
+/// (see `dict::store_links`).
+type NewLinks<'a> = Vec<([&'a str; 4], i64)>;
+
+async fn usage_keys<'a>(
     store: &PgStore,
     c: &impl GenericClient,
-    usage: &[Keyed<'_>],
-) -> Result<Vec<(Option<i64>, i32)>, StoreError> {
+    usage: &[Keyed<'a>],
+) -> Result<(Vec<(Option<i64>, i32)>, NewLinks<'a>), StoreError> {
     let dict = &store.dict;
     // Consecutive records mostly share their links (one request) and dims
     // (one model): each run is looked up once. `link_run[i]` / `dims_run[i]`
     // index record i's run.
-    let mut links_wanted: Vec<[&str; 4]> = Vec::new();
+    let mut links_wanted: Vec<[&'a str; 4]> = Vec::new();
     let mut link_run: Vec<Option<usize>> = Vec::with_capacity(usage.len());
     let mut dims_first: Vec<usize> = Vec::new();
     let mut dims_run: Vec<usize> = Vec::with_capacity(usage.len());
@@ -103,16 +109,41 @@ async fn usage_keys(
         }
         dims_run.push(dims_first.len() - 1);
     }
-    let links = dict.links(c, &links_wanted).await?;
-    let link_ids = links_wanted
-        .iter()
-        .map(|ids| {
-            links
-                .get(&dict::link_key(ids))
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt("link id missing".into()))
-        })
-        .collect::<Result<Vec<i64>, _>>()?;
+    // Links: a stored tuple's id is cached; new ones get reserved ids and
+    // are stored beside the usage COPY (see `dict::store_links`).
+    let mut new_links: NewLinks<'a> = Vec::new();
+    let mut link_ids: Vec<i64> = Vec::with_capacity(links_wanted.len());
+    let mut fresh: Vec<usize> = Vec::new();
+    {
+        let mut seen: Map<Box<str>, usize> = Map::default();
+        for (r, ids) in links_wanted.iter().enumerate() {
+            let key = dict::link_key(ids);
+            match dict.cached_link(&key) {
+                Some(id) => link_ids.push(id),
+                None => match seen.get(&key) {
+                    // The same new tuple twice in the batch (not in a row).
+                    Some(&first) => link_ids.push(-(first as i64) - 1),
+                    None => {
+                        seen.insert(key, r);
+                        fresh.push(r);
+                        link_ids.push(0);
+                    }
+                },
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let ids = dict.new_link_ids(c, fresh.len()).await?;
+        for (&r, id) in fresh.iter().zip(ids) {
+            link_ids[r] = id;
+            new_links.push((links_wanted[r], id));
+        }
+        for r in 0..link_ids.len() {
+            if link_ids[r] < 0 {
+                link_ids[r] = link_ids[usize::try_from(-link_ids[r] - 1).unwrap_or(0)];
+            }
+        }
+    }
     // Dims: by their text first, by name ids for the few that are new.
     let texts: Vec<Box<str>> = dims_first.iter().map(|&i| dims_text(&usage[i])).collect();
     let mut dims = dict.dims_by_text(&texts);
@@ -158,11 +189,12 @@ async fn usage_keys(
                 .ok_or_else(|| StoreError::Corrupt("dims id missing".into()))
         })
         .collect::<Result<Vec<i32>, _>>()?;
-    Ok(link_run
+    let keys = link_run
         .iter()
         .zip(&dims_run)
         .map(|(l, &d)| (l.map(|r| link_ids[r]), dims_ids[d]))
-        .collect())
+        .collect();
+    Ok((keys, new_links))
 }
 
 /// Whether two usage records have the same dims.
@@ -294,33 +326,46 @@ pub(crate) async fn insert_records(store: &PgStore, records: &[Record]) -> Resul
             links: common::links(&u.attrs),
         })
         .collect();
-    // Dictionary ids first, outside the batch's transactions, on purpose
-    // (see `dict`).
-    let keys = if usage.is_empty() {
-        Vec::new()
+    // Dictionary ids first (see `dict`): new dims and new links are stored
+    // outside the batch's transaction, on a second connection, the links
+    // while the usage is copied.
+    let (keys, new_links, dict_conn) = if usage.is_empty() {
+        (Vec::new(), Vec::new(), None)
     } else {
         let c = store.conn().await?;
-        usage_keys(store, &c, &usage).await?
+        let (keys, new_links) = usage_keys(store, &c, &usage).await?;
+        (keys, new_links, Some(c))
     };
-    insert_part(store, &usage, &keys, records).await
+    let store_links = async {
+        match &dict_conn {
+            Some(c) if !new_links.is_empty() => store.dict.store_links(c, &new_links).await,
+            _ => Ok(()),
+        }
+    };
+    let mut c = store.conn().await?;
+    let tx = c.transaction().await?;
+    let (new, stored) =
+        futures_util::future::join(write_batch(&tx, &usage, &keys, records), store_links).await;
+    stored?;
+    let new = new?;
+    tx.commit().await?;
+    Ok(new)
 }
 
-/// Stores `usage` (with its dictionary `keys`) and the scope and request
-/// records of `records`, in one transaction.
+/// Writes `usage` (with its dictionary `keys`) and the scope and request
+/// records of `records` in transaction `tx`; returns how many were new.
 ///
 /// (Splitting a large batch over two connections and transactions was
 /// measured and dropped: on two cores the second server process mostly
 /// waited for the first one's index pages, 70–95k against 83–88k usage
 /// records/s.)
-async fn insert_part(
-    store: &PgStore,
+async fn write_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
     usage: &[Keyed<'_>],
     keys: &[(Option<i64>, i32)],
     records: &[Record],
 ) -> Result<u64, StoreError> {
-    let mut c = store.conn().await?;
-    let tx = c.transaction().await?;
-    let watermark = archived_before(&tx).await?;
+    let watermark = archived_before(tx).await?;
     let mut new = 0u64;
 
     if !usage.is_empty() {
@@ -389,13 +434,12 @@ async fn insert_part(
         .iter()
         .filter_map(Record::as_request)
         .partition(|r| seen.insert(r.request_id.as_str()));
-    new += upsert_requests(&tx, &firsts, watermark).await?;
+    new += upsert_requests(tx, &firsts, watermark).await?;
     for r in repeats {
-        if upsert_request(&tx, r, watermark).await? {
+        if upsert_request(tx, r, watermark).await? {
             new += 1;
         }
     }
-    tx.commit().await?;
     Ok(new)
 }
 
