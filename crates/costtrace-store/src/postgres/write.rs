@@ -380,10 +380,10 @@ async fn write_batch(
         let direct = async {
             let mut n = 0;
             if !hot.is_empty() {
-                n += copy_usage(&tx, "usage", &hot).await?;
+                n += copy_usage(tx, "usage", &hot).await?;
             }
             if !cold.is_empty() {
-                n += copy_usage(&tx, "usage_archive", &cold).await?;
+                n += copy_usage(tx, "usage_archive", &cold).await?;
             }
             Ok::<u64, tokio_postgres::Error>(n)
         };
@@ -395,7 +395,7 @@ async fn write_batch(
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT usage_copy").await?;
                 new += insert_staged(
-                    &tx,
+                    tx,
                     &rows,
                     hot.len() < rows.len(),
                     !hot.is_empty(),
