@@ -358,3 +358,68 @@ async fn postgres_two_writers_same_request_count_once() {
         assert_eq!(page[0].total_cost_nanos, 15);
     }
 }
+
+/// The WAL is checkpointed by the store's checkpointer thread, not by the
+/// writer: after enough writes to pass SQLite's 1,000-page threshold the
+/// database file grows with no explicit checkpoint, the WAL stays bounded,
+/// and nothing is lost, before or after the store is closed and reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_checkpointed_beside_the_writer() {
+    use costtrace_store::{AnyStore, Store, TenantScope};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ckpt.db");
+    let wal = dir.path().join("ckpt.db-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let store = AnyStore::open(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    let empty = size(&db);
+    let mut stored = 0;
+    for b in 0..40 {
+        let links = [
+            ("task_id", format!("tk_{b}")),
+            ("entity_id", "e_ckpt".to_owned()),
+        ];
+        let links: Vec<(&str, &str)> = links.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let batch = usage_records(
+            (0..1_000)
+                .map(|i| {
+                    let mut u = service(t(i), "x", &[("pages", 3)], Some(1), &links);
+                    u.error_message = Some("e".repeat(200));
+                    u
+                })
+                .collect(),
+        );
+        stored += store.insert_records(&batch).await.unwrap();
+    }
+    assert_eq!(stored, 40_000);
+    // The checkpointer copies the WAL into the database file on its own.
+    let t0 = std::time::Instant::now();
+    while size(&db) <= empty + (4 << 20) && t0.elapsed() < std::time::Duration::from_secs(20) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        size(&db) > empty + (4 << 20),
+        "database file {} bytes, WAL {} bytes: no checkpoint ran",
+        size(&db),
+        size(&wal)
+    );
+    // Bounded: far below the ~20 MB the 40 batches wrote to the WAL.
+    assert!(size(&wal) < 12 << 20, "WAL {} bytes", size(&wal));
+    let tenant = store
+        .entity_cost("e_ckpt", &TenantScope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tenant.total_cost_nanos, 40_000);
+    drop(store);
+    let store = AnyStore::open(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    let tenant = store
+        .entity_cost("e_ckpt", &TenantScope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tenant.total_cost_nanos, 40_000);
+}

@@ -6,6 +6,7 @@
 //! A `:memory:` database has a single connection for both.
 
 mod blocks;
+mod checkpoint;
 mod names;
 mod read;
 mod tail;
@@ -64,6 +65,9 @@ pub struct SqliteStore {
 }
 
 struct Inner {
+    /// WAL checkpoints off the writer's path (`None` for `:memory:`).
+    /// First, so its connection closes before the writer's.
+    _checkpointer: Option<checkpoint::Checkpointer>,
     path: String,
     memory: bool,
     writer: Mutex<Writer>,
@@ -181,6 +185,11 @@ impl SqliteStore {
         };
         configure(&conn, true)?;
         migrate(&mut conn)?;
+        let checkpointer = if memory {
+            None
+        } else {
+            Some(checkpoint::Checkpointer::start(path, &mut conn)?)
+        };
         let archived_before = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'archived_before'",
@@ -191,6 +200,7 @@ impl SqliteStore {
             .unwrap_or(i64::MIN);
         Ok(SqliteStore {
             inner: Arc::new(Inner {
+                _checkpointer: checkpointer,
                 path: path.to_owned(),
                 memory,
                 writer: Mutex::new(Writer {
