@@ -85,7 +85,16 @@ async fn fill(store: &AnyStore, n: u64, marker: Option<&PathBuf>) {
 
 /// CPU seconds this process has used (user + system), from /proc.
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_secs("/proc/self/stat")
+}
+
+/// CPU seconds the calling thread has used (user + system), from /proc.
+fn thread_cpu_secs() -> f64 {
+    stat_cpu_secs("/proc/thread-self/stat")
+}
+
+fn stat_cpu_secs(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // After the parenthesised command name; times in clock ticks (100 per
     // second on Linux).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -184,8 +193,10 @@ fn post(conn: &mut BufReader<TcpStream>, body: &[u8]) -> (u16, Vec<u8>) {
 }
 
 /// Posts `total` new usage records in batches from several connections;
-/// returns records per second (serialising the bodies is not timed).
-fn ingest(addr: SocketAddr, total: usize, first: u64) -> f64 {
+/// returns records per second (serialising the bodies is not timed) and
+/// the server's CPU µs per record (this process's CPU time during the
+/// posts less that of the client threads).
+fn ingest(addr: SocketAddr, total: usize, first: u64) -> (f64, f64) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let bodies: Vec<Vec<u8>> = (0..total.div_ceil(INGEST_BATCH))
         .map(|b| {
@@ -199,11 +210,13 @@ fn ingest(addr: SocketAddr, total: usize, first: u64) -> f64 {
         .collect();
     let bodies = Arc::new(bodies);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu0 = cpu_secs();
     let t0 = Instant::now();
     let handles: Vec<_> = (0..INGEST_CLIENTS)
         .map(|_| {
             let (bodies, next) = (bodies.clone(), next.clone());
             std::thread::spawn(move || {
+                let cpu0 = thread_cpu_secs();
                 let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
                 let mut inserted = 0u64;
                 loop {
@@ -214,14 +227,18 @@ fn ingest(addr: SocketAddr, total: usize, first: u64) -> f64 {
                     let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
                     inserted += v["inserted"].as_u64().unwrap();
                 }
-                inserted
+                (inserted, thread_cpu_secs() - cpu0)
             })
         })
         .collect();
-    let inserted: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let (inserted, client_cpu) = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .fold((0, 0.0), |(n, c), (dn, dc)| (n + dn, c + dc));
     let secs = t0.elapsed().as_secs_f64();
+    let server_cpu = cpu_secs() - cpu0 - client_cpu;
     assert_eq!(inserted, total as u64, "every posted record is new");
-    total as f64 / secs
+    (total as f64 / secs, server_cpu / total as f64 * 1e6)
 }
 
 fn main() {
@@ -287,10 +304,9 @@ fn main() {
         return;
     }
     // New records (ids never used by the fill), so each one is an insert.
-    let rate = ingest(addr, ingest_total, n + 1_000_000_000);
+    let (rate, cpu) = ingest(addr, ingest_total, n + 1_000_000_000);
     println!(
-        "| {backend} | {n} | POST /api/ingest ({INGEST_BATCH} records/request, {INGEST_CLIENTS} connections) | {:.0} records/s | | | |",
-        rate
+        "| {backend} | {n} | POST /api/ingest ({INGEST_BATCH} records/request, {INGEST_CLIENTS} connections) | {rate:.0} records/s | | | {cpu:.1} µs/record |"
     );
     if let Some(m) = &marker {
         // The ingested records would change the next run's data set.
