@@ -578,13 +578,18 @@ mod tests {
 
     const USAGE: &str = r#""id":"0190c3e0-0000-7000-8000-000000000001","attrs":{"task_id":"t1"},"environment":"production","timestamp":"2025-01-15T10:30:00.000Z","provider":"openai","model":"gpt-4o","input_tokens":10,"units":{"pages":2},"pricing_tier":"standard","cost_usd":0.5"#;
 
-    #[test]
-    fn one_pass_reading_matches_the_checked_path() {
-        let records = [
+    /// One record of each kind, as a client sends them.
+    fn sample_records() -> [String; 3] {
+        [
             format!(r#"{{"kind":"usage",{USAGE}}}"#),
             r#"{"kind":"request","request_id":"r1","task_id":"t1","timestamp":"2025-01-15T10:30:00.000Z","status_code":200}"#.to_owned(),
             r#"{"kind":"scope","id":"0190c3e0-0000-7000-8000-000000000002","parent_id":null,"name":"op","attrs":{},"environment":"production","started_at":"2025-01-15T10:30:00.000Z","duration_ms":1.5,"error_occurred":false,"error_message":null,"success_count":1,"failure_count":0,"errors":[],"pricing_tier":"standard","item_count":null}"#.to_owned(),
-        ];
+        ]
+    }
+
+    #[test]
+    fn one_pass_reading_matches_the_checked_path() {
+        let records = sample_records();
         for text in &records {
             let fast = serde_json::from_str::<KindFirst>(text).map(|k| k.0);
             assert_eq!(fast.ok(), slow(text).ok(), "{text}");
@@ -598,11 +603,7 @@ mod tests {
 
     #[test]
     fn one_pass_batch_matches_record_by_record() {
-        let records = [
-            format!(r#"{{"kind":"usage",{USAGE}}}"#),
-            r#"{"kind":"request","request_id":"r1","task_id":"t1","timestamp":"2025-01-15T10:30:00.000Z","status_code":200}"#.to_owned(),
-            r#"{"kind":"scope","id":"0190c3e0-0000-7000-8000-000000000002","parent_id":null,"name":"op","attrs":{},"environment":"production","started_at":"2025-01-15T10:30:00.000Z","duration_ms":1.5,"error_occurred":false,"error_message":null,"success_count":1,"failure_count":0,"errors":[],"pricing_tier":"standard","item_count":null}"#.to_owned(),
-        ];
+        let records = sample_records();
         let body = format!(" [ {} ] ", records.join(" ,\n"));
         let one_pass = read_batch(body.as_bytes()).expect("a plain batch takes one pass");
         let by_record: Vec<Record> = records.iter().map(|r| slow(r).unwrap()).collect();
