@@ -1,9 +1,12 @@
 //! PostgreSQL backend: tokio-postgres behind a deadpool pool.
 //!
-//! Usage batches go through `COPY … FROM STDIN BINARY` into a per-connection
-//! temporary staging table, then `INSERT … ON CONFLICT (id) DO NOTHING` into
-//! the hot (or archive) table, so replays are idempotent. Migrations are
-//! versioned SQL files in `migrations/`, applied under an advisory lock.
+//! Usage rows are dictionary-encoded (`links`, `dims`, `names`: migration 5
+//! and `dict`). A usage batch goes in by `COPY … FROM STDIN BINARY`
+//! straight into the hot (or archive) table; a batch holding a record
+//! stored before fails that with a unique violation and goes through a
+//! per-connection staging table and `INSERT … ON CONFLICT (id) DO NOTHING`
+//! instead, so replays are idempotent. Migrations are versioned SQL files
+//! in `migrations/`, applied under an advisory lock.
 
 mod dict;
 mod read;
