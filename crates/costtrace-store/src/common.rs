@@ -8,6 +8,14 @@ use costtrace_pricing::Catalogue;
 
 use crate::{CostView, ServiceUse, StoreError};
 
+/// Locks `m`, ignoring poisoning: a panic while it was held leaves what it
+/// guards usable (an open SQLite transaction rolls back when its statement
+/// guard drops; the writer's dictionary caches are consistent between any
+/// two map operations), so poisoning is not a reason to stop serving.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The attrs that become indexed columns.
 pub(crate) const EXTRACTED_ATTRS: [&str; 4] = ["request_id", "task_id", "doc_id", "entity_id"];
 

@@ -423,3 +423,37 @@ async fn sqlite_wal_is_checkpointed_beside_the_writer() {
         .unwrap();
     assert_eq!(tenant.total_cost_nanos, 40_000);
 }
+
+/// A new links tuple that comes back later in the same batch (not in a row)
+/// gets one `links` row, and all of its usage counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_new_link_repeated_in_a_batch_gets_one_row() {
+    use costtrace_store::{Store, TenantScope};
+    let Some((store, url)) = pg_store_with_url().await else {
+        return;
+    };
+    let a = [("request_id", "r_a"), ("task_id", "tk_rep")];
+    let b = [("request_id", "r_b"), ("task_id", "tk_rep")];
+    let batch = usage_records(vec![
+        service(t(0), "x", &[], Some(1), &a),
+        service(t(1), "x", &[], Some(2), &b),
+        service(t(2), "x", &[], Some(4), &a),
+    ]);
+    assert_eq!(store.insert_records(&batch).await.unwrap(), 3);
+    let cost = store
+        .task_cost("tk_rep", &TenantScope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cost.total_cost_nanos, 7);
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let n: i64 = c
+        .query_one("SELECT COUNT(*) FROM links WHERE task_id = 'tk_rep'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}

@@ -1,16 +1,19 @@
 //! The writer's side of the `names`, `links` and `dims` dictionaries
 //! (migration 5): strings and key tuples → ids, with bounded caches.
 //!
-//! New entries are inserted by their own autocommitted statements *before*
-//! the batch's transaction, never inside it: a cached id must never belong
-//! to a row that a rollback removed. Dictionary rows are never updated or
-//! deleted, so an id, once seen committed, means the same thing for the life
-//! of the database, in every process that shares it.
+//! New entries are inserted by their own autocommitted statements, never
+//! inside the batch's transaction: a cached id must never belong to a row
+//! that a rollback removed. New names and dims go in before the batch's
+//! transaction starts, new links beside its usage COPY (committed before
+//! the batch commits). Dictionary rows are never updated or deleted, so an
+//! id, once seen committed, means the same thing for the life of the
+//! database, in every process that shares it.
 //!
-//! Concurrent writers: `INSERT … ON CONFLICT DO NOTHING` waits for a
-//! conflicting insert of another transaction to finish, so after it returns
-//! every wanted entry is committed (by us or by the other writer) and the
-//! follow-up `SELECT` of the ones not returned finds them.
+//! Concurrent writers of names and dims: `INSERT … ON CONFLICT DO NOTHING`
+//! waits for a conflicting insert of another transaction to finish, so after
+//! it returns every wanted entry is committed (by us or by the other writer)
+//! and the follow-up `SELECT` of the ones not returned finds them. Links
+//! have no unique key (see [`Dict::store_links`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -19,6 +22,7 @@ use std::sync::Mutex;
 use deadpool_postgres::GenericClient;
 
 use crate::StoreError;
+use crate::common::lock;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -46,12 +50,6 @@ pub(crate) struct Dict {
 
 /// Links ids reserved per round trip (the increment of `links_id_block`).
 const LINK_BLOCK: i64 = 4096;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means a panic between two map operations; the
-    // map itself is always consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn remember<K: Hash + Eq, V>(cache: &Mutex<Map<K, V>>, found: impl IntoIterator<Item = (K, V)>) {
     let mut map = lock(cache);

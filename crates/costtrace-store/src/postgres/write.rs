@@ -111,38 +111,41 @@ async fn usage_keys<'a>(
     }
     // Links: a stored tuple's id is cached; new ones get reserved ids and
     // are stored beside the usage COPY (see `dict::store_links`).
-    let mut new_links: NewLinks<'a> = Vec::new();
     let mut link_ids: Vec<i64> = Vec::with_capacity(links_wanted.len());
+    // The runs of the distinct new tuples, and for each run that is new, the
+    // index of its tuple among them (a new tuple can come back later in the
+    // batch, not in a row).
     let mut fresh: Vec<usize> = Vec::new();
+    let mut fresh_of: Vec<(usize, usize)> = Vec::new();
     {
         let mut seen: Map<Box<str>, usize> = Map::default();
         for (r, ids) in links_wanted.iter().enumerate() {
             let key = dict::link_key(ids);
             match dict.cached_link(&key) {
                 Some(id) => link_ids.push(id),
-                None => match seen.get(&key) {
-                    // The same new tuple twice in the batch (not in a row).
-                    Some(&first) => link_ids.push(-(first as i64) - 1),
-                    None => {
-                        seen.insert(key, r);
+                None => {
+                    let f = *seen.entry(key).or_insert_with(|| {
                         fresh.push(r);
-                        link_ids.push(0);
-                    }
-                },
+                        fresh.len() - 1
+                    });
+                    fresh_of.push((r, f));
+                    link_ids.push(0);
+                }
             }
         }
     }
+    let mut new_links: NewLinks<'a> = Vec::with_capacity(fresh.len());
     if !fresh.is_empty() {
         let ids = dict.new_link_ids(c, fresh.len()).await?;
-        for (&r, id) in fresh.iter().zip(ids) {
-            link_ids[r] = id;
-            new_links.push((links_wanted[r], id));
+        for &(r, f) in &fresh_of {
+            link_ids[r] = ids[f];
         }
-        for r in 0..link_ids.len() {
-            if link_ids[r] < 0 {
-                link_ids[r] = link_ids[usize::try_from(-link_ids[r] - 1).unwrap_or(0)];
-            }
-        }
+        new_links.extend(
+            fresh
+                .iter()
+                .zip(&ids)
+                .map(|(&r, &id)| (links_wanted[r], id)),
+        );
     }
     // Dims: by their text first, by name ids for the few that are new.
     let texts: Vec<Box<str>> = dims_first.iter().map(|&i| dims_text(&usage[i])).collect();

@@ -14,12 +14,12 @@ mod write;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use costtrace_core::{Record, RequestRecord, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::common;
+use crate::common::{self, lock};
 use crate::{
     ApiKeyInfo, ArchiveStats, CostView, GroupBy, Page, RecordCursor, RequestEnd, RequestFilter,
     RequestView, Store, StoreError, SummaryRow, TenantScope,
@@ -97,13 +97,6 @@ impl fmt::Debug for SqliteStore {
             .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves a usable connection (the open
-    // transaction rolls back when the statement guard drops), so poisoning
-    // is not a reason to stop serving.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
