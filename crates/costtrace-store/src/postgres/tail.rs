@@ -34,7 +34,16 @@ pub(crate) async fn records_after(
     cursor: RecordCursor,
     limit: i64,
 ) -> Result<(Vec<Record>, RecordCursor), StoreError> {
-    let c = store.conn().await?;
+    let mut conn = store.conn().await?;
+    // Both reads in one snapshot: read one by one, the usage read could miss
+    // a transaction that committed just before the requests read saw it,
+    // and the cursor would then move past that transaction's usage.
+    let c = conn
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
     let from = cursor.a.to_string();
     // Within transaction `a`: usage after record id `c` while in part 0,
     // none after; requests all while in part 0, after seq `c` in part 1.
@@ -82,6 +91,7 @@ pub(crate) async fn records_after(
             &[&from, &seq_after, &limit],
         )
         .await?;
+    c.commit().await?;
     // Both kinds share one cursor: merge by position, and when a kind was
     // cut at `limit`, stop at its last row so nothing after it is skipped.
     // Position: (transaction, part, key), see `crate::cursor`.
