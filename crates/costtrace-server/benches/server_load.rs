@@ -12,7 +12,11 @@
 //! target/ that is filled once and reused), `COSTTRACE_BENCH_SECS` (wrk
 //! duration, 10), `COSTTRACE_BENCH_CONNS` (wrk connections, 32),
 //! `COSTTRACE_BENCH_WRK_THREADS` (wrk threads, 2),
-//! `COSTTRACE_BENCH_INGEST` (records posted, 300000).
+//! `COSTTRACE_BENCH_WRK_SCHED` (`batch`, the default: wrk runs under
+//! `chrt -b 0`; `other`: as a normal task), `COSTTRACE_BENCH_WRK_SCRIPT`
+//! (`table`, the default: requests formatted once per wrk thread; `format`:
+//! formatted as they are sent), `COSTTRACE_BENCH_INGEST` (records posted,
+//! 300000).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
