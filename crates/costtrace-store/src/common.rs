@@ -119,6 +119,14 @@ pub(crate) struct UsageLine {
     pub units: Option<String>,
 }
 
+/// Joins the two halves of a split cost sum (`SUM(x >> 24)`, `SUM(x &
+/// 0xFFFFFF)`) into one total, saturating at the bounds of `i64`. `None`
+/// (no priced rows) is 0.
+pub(crate) fn join_split_sum(hi: Option<i64>, lo: Option<i64>) -> i64 {
+    let total = (i128::from(hi.unwrap_or(0)) << 24) + i128::from(lo.unwrap_or(0));
+    i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
+}
+
 const TOKEN_NAMES: [&str; 5] = [
     "input_tokens",
     "output_tokens",
@@ -138,7 +146,7 @@ struct ServiceAcc {
 /// Adds `v` to `counts[k]`, allocating the key only the first time.
 fn add_count(counts: &mut BTreeMap<String, i64>, k: &str, v: i64) {
     match counts.get_mut(k) {
-        Some(c) => *c += v,
+        Some(c) => *c = c.saturating_add(v),
         None => {
             counts.insert(k.to_owned(), v);
         }
@@ -168,7 +176,8 @@ pub(crate) fn services_used<'a>(
             let units: BTreeMap<String, i64> = serde_json::from_str(u)
                 .map_err(|e| StoreError::Corrupt(format!("units {u:?}: {e}")))?;
             for (k, v) in units {
-                *a.counts.entry(k).or_default() += v;
+                let c = a.counts.entry(k).or_default();
+                *c = c.saturating_add(v);
             }
         }
     }

@@ -59,6 +59,9 @@ suite!(
     records_after_follows_what_is_stored,
     names_stored_after_reads_resolve,
     replays_inside_large_batches_count_once,
+    totals_past_i64_saturate,
+    doc_of_another_tenant_stays_hidden,
+    requests_of_other_tenants_are_not_merged,
 );
 
 /// PostgreSQL sequences are not commit-ordered: a transaction that took an

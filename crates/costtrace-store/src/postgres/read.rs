@@ -86,6 +86,14 @@ async fn attach_usage(
     Ok(())
 }
 
+/// A group's priced total, clamped to `int8`: `SUM` of `int8` is `numeric`
+/// and cannot overflow, but the cast would fail past 9.2 billion USD in
+/// nano-USD (a total a tenant could post on purpose); the SQLite store
+/// saturates the same way. (`LEAST`/`GREATEST` skip NULLs, so a group with
+/// no priced row is NULL by the `CASE`.)
+const PRICED_SUM: &str = "(CASE WHEN COUNT(u.cost_nanos) > 0 THEN
+    GREATEST(LEAST(SUM(u.cost_nanos), 9223372036854775807), -9223372036854775808) END)::int8";
+
 /// Names the groups of a by-dims aggregate `a` by one dims column.
 const DIMS_NAME: &str = "SELECT n.name, a.p, a.un, a.n
     FROM a JOIN dims d ON d.id = a.k LEFT JOIN names n ON n.id = d.{col}";
@@ -200,9 +208,20 @@ pub(crate) async fn cost(
     // of each link is a LATERAL subquery behind `OFFSET 0` (not pulled up
     // into a join): right after a bulk load, before autovacuum has analysed
     // `links`, the planner would otherwise hash-join a scan of all usage.
+    let tenant = scope.tenant();
     let (link_cond, req_cond) = match of {
         CostOf::Task => ("l.task_id = $1 AND l.task_id <> ''", "task_id = $1"),
         // A doc id learned at the end is on the request, not on its usage.
+        // For a tenant, only its own requests count: usage may name any
+        // request id, and another tenant's request must not make its
+        // document visible.
+        CostOf::Doc if tenant.is_some() => (
+            "((l.doc_id = $1 AND l.doc_id <> '')
+              OR (l.request_id IN (SELECT request_id FROM requests
+                                   WHERE doc_id = $1 AND entity_id = $2)
+                  AND l.request_id <> ''))",
+            "doc_id = $1",
+        ),
         CostOf::Doc => (
             "((l.doc_id = $1 AND l.doc_id <> '')
               OR (l.request_id IN (SELECT request_id FROM requests WHERE doc_id = $1)
@@ -211,7 +230,6 @@ pub(crate) async fn cost(
         ),
         CostOf::Entity => ("l.entity_id = $1 AND l.entity_id <> ''", "entity_id = $1"),
     };
-    let tenant = scope.tenant();
     let args: Vec<&(dyn ToSql + Sync)> = match &tenant {
         Some(t) => vec![&id, t],
         None => vec![&id],
@@ -229,7 +247,7 @@ pub(crate) async fn cost(
                                         WHERE link_k = l.id OFFSET 0) u
                     WHERE {link_cond} {link_tenant}),
               g AS (SELECT COALESCE(sn.name, 'llm:' || mn.name, 'unknown') AS k,
-                           SUM(u.cost_nanos)::int8 AS priced,
+                           {PRICED_SUM} AS priced,
                            (COUNT(*) - COUNT(u.cost_nanos))::int8 AS unpriced
                     FROM u JOIN dims d ON d.id = u.dims_k
                     LEFT JOIN names sn ON sn.id = d.service_k
@@ -309,7 +327,7 @@ pub(crate) async fn usage_summary(
         ""
     };
     let sql = format!(
-        "WITH a AS (SELECT {inner_key} AS k, SUM(u.cost_nanos)::int8 AS p,
+        "WITH a AS (SELECT {inner_key} AS k, {PRICED_SUM} AS p,
                            (COUNT(*) - COUNT(u.cost_nanos))::int8 AS un, COUNT(*) AS n
                     FROM usage u {join_links}
                     WHERE u.ts >= $1 AND u.ts < $2 {tenant_cond}

@@ -447,7 +447,8 @@ async fn write_batch(
 }
 
 /// The `ON CONFLICT` clause shared by the request upserts: fill in what is
-/// still empty, take the newer status / time / error.
+/// still empty, take the newer status / time / error — unless the two name
+/// different tenants (one tenant never changes another's request).
 const REQUEST_MERGE: &str = "ON CONFLICT (request_id) DO UPDATE SET
     ts = LEAST(r.ts, EXCLUDED.ts),
     task_id = COALESCE(r.task_id, EXCLUDED.task_id),
@@ -463,6 +464,7 @@ const REQUEST_MERGE: &str = "ON CONFLICT (request_id) DO UPDATE SET
     error_message = COALESCE(EXCLUDED.error_message, r.error_message),
     ingest_xid = pg_current_xact_id(),
     ingest_seq = nextval('record_ingest_seq')
+    WHERE r.entity_id IS NULL OR EXCLUDED.entity_id IS NULL OR r.entity_id = EXCLUDED.entity_id
     RETURNING (xmax = 0)";
 
 /// Upserts requests with distinct ids in one statement per table (arrays

@@ -310,6 +310,14 @@ pub(crate) fn cost(
     let (usage_cond, req_cond) = match of {
         CostOf::Task => ("u.task_k = ?1", "task_k = ?1"),
         // A doc id learned at the end is on the request, not on its usage.
+        // For a tenant, only its own requests count: usage may name any
+        // request id, and another tenant's request must not make its
+        // document visible.
+        CostOf::Doc if tenant.is_some() => (
+            "(u.doc_k = ?1 OR u.request_k IN
+                (SELECT request_k FROM requests WHERE doc_k = ?1 AND entity_k = ?2))",
+            "doc_k = ?1",
+        ),
         CostOf::Doc => (
             "(u.doc_k = ?1 OR u.request_k IN (SELECT request_k FROM requests WHERE doc_k = ?1))",
             "doc_k = ?1",
@@ -385,6 +393,14 @@ pub(crate) fn cost(
     Ok(common::cost_view(id, groups, e))
 }
 
+/// The priced total of a group as two sums that cannot overflow: SQLite's
+/// `SUM` fails on an integer overflow (a total past 9.2 billion USD in
+/// nano-USD, which a tenant could post on purpose), so the costs are summed
+/// as their high bits (`>> 24`, arithmetic) and their low 24 bits, and
+/// [`common::join_split_sum`] joins them, saturating.
+const PRICED_SUM_SPLIT: &str =
+    "SUM(u.cost_nanos >> 24) AS priced_hi, SUM(u.cost_nanos & 16777215) AS priced_lo";
+
 pub(crate) fn usage_summary(
     c: &Connection,
     group_by: GroupBy,
@@ -418,8 +434,8 @@ pub(crate) fn usage_summary(
         None => blocks::USAGE_IN_RANGE,
     };
     let sql = format!(
-        "SELECT g.k, g.x, {name}, g.priced, g.unpriced, g.cnt
-         FROM (SELECT {k} AS k, {x} AS x, SUM(u.cost_nanos) AS priced,
+        "SELECT g.k, g.x, {name}, g.priced_hi, g.priced_lo, g.unpriced, g.cnt
+         FROM (SELECT {k} AS k, {x} AS x, {PRICED_SUM_SPLIT},
                       COUNT(*) - COUNT(u.cost_nanos) AS unpriced, COUNT(*) AS cnt
                FROM {rows_in_range}
                GROUP BY 1, 2) g"
@@ -440,9 +456,9 @@ pub(crate) fn usage_summary(
         };
         Ok((
             key,
-            r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-            get_u64(r, 4)?,
+            common::join_split_sum(r.get(3)?, r.get(4)?),
             get_u64(r, 5)?,
+            get_u64(r, 6)?,
         ))
     })?;
     let mut merged: BTreeMap<String, (i64, u64, u64)> = BTreeMap::new();

@@ -413,7 +413,8 @@ pub(crate) fn insert_batch(w: &mut Writer, b: &Batch) -> Result<u64, StoreError>
 }
 
 /// Inserts a request or fills in the fields of an existing one that are
-/// still empty. Returns whether it was new.
+/// still empty (unless the two name different tenants: one tenant never
+/// changes another's request). Returns whether it was new.
 fn upsert_request(
     conn: &Connection,
     names: &mut NameIds,
@@ -462,7 +463,7 @@ fn upsert_request(
              processing_time_ms = COALESCE(?9, processing_time_ms), env = ?10,
              endpoint = COALESCE(endpoint, ?11), method = COALESCE(method, ?12),
              error_message = COALESCE(?13, error_message), ts = MIN(ts, ?2), rev = ?14
-             WHERE request_k = ?1"
+             WHERE request_k = ?1 AND (entity_k IS NULL OR ?5 IS NULL OR entity_k = ?5)"
         ))?
         .execute(p)?;
     } else {

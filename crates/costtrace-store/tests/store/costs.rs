@@ -399,3 +399,69 @@ pub(crate) async fn tenant_scoping_hides_other_tenants(s: &AnyStore) {
         109
     );
 }
+
+/// Totals past `i64::MAX` nano-USD (9.2 billion USD; a tenant could post
+/// them on purpose) saturate on both backends instead of failing the query.
+pub(crate) async fn totals_past_i64_saturate(s: &AnyStore) {
+    let huge = 4_000_000_000_000_000_000i64; // 4e18 nano-USD each
+    let links = [("task_id", "task_huge"), ("entity_id", "e_huge")];
+    let us: Vec<_> = (0..3)
+        .map(|i| llm(t(i), "openai", "gpt-huge", (1, 1), Some(huge), &links))
+        .collect();
+    s.insert_records(&usage_records(us)).await.unwrap();
+    // One small record in another group: its total stays exact.
+    let small = llm(t(5), "openai", "gpt-small", (1, 1), Some(7), &links);
+    s.insert_records(&usage_records(vec![small])).await.unwrap();
+    let rows = s
+        .usage_summary(GroupBy::Model, None, None, ALL)
+        .await
+        .unwrap();
+    let by: std::collections::BTreeMap<_, _> = rows
+        .iter()
+        .map(|r| (r.key.as_str(), (r.total_cost_nanos, r.record_count)))
+        .collect();
+    assert_eq!(by["gpt-huge"], (i64::MAX, 3), "{rows:?}");
+    assert_eq!(by["gpt-small"], (7, 1), "{rows:?}");
+    let task = s.task_cost("task_huge", ALL).await.unwrap().unwrap();
+    assert_eq!(task.total_cost_nanos, i64::MAX);
+    let tenant = s
+        .usage_summary(
+            GroupBy::EntityId,
+            None,
+            None,
+            &TenantScope::Tenant("e_huge".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tenant.len(), 1);
+    assert_eq!(tenant[0].total_cost_nanos, i64::MAX);
+}
+
+/// Usage may name any request id. A tenant whose usage names another
+/// tenant's request must not learn that request's document through the
+/// doc-cost query (it answers "not found", as for any unknown doc).
+pub(crate) async fn doc_of_another_tenant_stays_hidden(s: &AnyStore) {
+    let req = request(
+        "req_acme_1",
+        t(0),
+        &[("doc_id", "doc_acme"), ("entity_id", "acme")],
+    );
+    s.insert_records(&[costtrace_core::Record::Request(req)])
+        .await
+        .unwrap();
+    let u = llm(
+        t(1),
+        "openai",
+        "gpt-4o",
+        (10, 10),
+        Some(1_000),
+        &[("request_id", "req_acme_1"), ("entity_id", "other")],
+    );
+    s.insert_records(&usage_records(vec![u])).await.unwrap();
+    let other = TenantScope::Tenant("other".into());
+    assert!(s.doc_cost("doc_acme", &other).await.unwrap().is_none());
+    // acme sees its document (its request), without the other tenant's spend.
+    let acme = TenantScope::Tenant("acme".into());
+    let v = s.doc_cost("doc_acme", &acme).await.unwrap().unwrap();
+    assert_eq!((v.request_count, v.total_cost_nanos), (1, 0));
+}

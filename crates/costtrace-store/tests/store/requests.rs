@@ -463,3 +463,40 @@ pub(crate) async fn names_stored_after_reads_resolve(s: &AnyStore) {
     assert_eq!(again[0].operation_type.as_deref(), Some("upload"));
     assert_eq!(again[0].task_type.as_deref(), Some("ocr"));
 }
+
+/// A request record naming another tenant than the stored request's never
+/// changes it (neither its fields nor its owner); the same tenant, or a
+/// record naming no tenant, still fills in what is missing.
+pub(crate) async fn requests_of_other_tenants_are_not_merged(s: &AnyStore) {
+    let mine = request("req_owned", t(10), &[("entity_id", "acme")]);
+    s.insert_records(&[Record::Request(mine)]).await.unwrap();
+    let mut theirs = request(
+        "req_owned",
+        t(0),
+        &[
+            ("entity_id", "other"),
+            ("task_id", "task_x"),
+            ("status", "500"),
+        ],
+    );
+    theirs.error_message = Some("overwritten".into());
+    s.insert_records(&[Record::Request(theirs)]).await.unwrap();
+    let v = s.get_request("req_owned", ALL).await.unwrap().unwrap();
+    assert_eq!(v.entity_id.as_deref(), Some("acme"));
+    assert_eq!(v.status_code, None);
+    assert_eq!(v.error_message, None);
+    assert_eq!(v.task_id, None);
+    assert_eq!(v.timestamp, t(10));
+    // The owner itself, and a record without a tenant, still merge.
+    let same = request(
+        "req_owned",
+        t(10),
+        &[("entity_id", "acme"), ("status", "200")],
+    );
+    let anon = request("req_owned", t(10), &[("task_id", "task_y")]);
+    s.insert_records(&[Record::Request(same)]).await.unwrap();
+    s.insert_records(&[Record::Request(anon)]).await.unwrap();
+    let v = s.get_request("req_owned", ALL).await.unwrap().unwrap();
+    assert_eq!(v.status_code, Some(200));
+    assert_eq!(v.task_id.as_deref(), Some("task_y"));
+}
