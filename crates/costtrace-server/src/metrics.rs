@@ -61,6 +61,13 @@ impl Metrics {
     }
 
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+        // Any method string reaches here (`curl -X FOO1`, `FOO2`, …): only the
+        // standard ones get a label of their own, so the series stay bounded.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT"
+            | "TRACE" => method,
+            _ => "other",
+        };
         let Ok(mut m) = self.http.lock() else { return };
         let routes = match m.get_mut(method) {
             Some(r) => r,
