@@ -65,16 +65,40 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// [`is_secret_key`] on a key lower-cased without `-`, `_`, `.` and spaces.
 fn is_secret_normalized(norm: &[u8]) -> bool {
-    if norm.ends_with(b"tokens") || norm.ends_with(b"tokencount") {
-        return false;
-    }
-    // "author" is not "auth"orization.
-    if contains(norm, b"author") && !contains(norm, b"authorization") {
-        return false;
-    }
-    SECRET_FRAGMENTS
-        .iter()
-        .any(|f| contains(norm, f.as_bytes()))
+    // Token *counts* (`input_tokens`, `max_tokens`, `token_count` …) are not
+    // secrets, but `access_tokens`, `refresh_tokens`, `id_tokens` … are: the
+    // suffix is dropped and the rest of the key is judged on its own.
+    let body = match norm
+        .strip_suffix(b"tokens")
+        .or_else(|| norm.strip_suffix(b"tokencount"))
+    {
+        Some(prefix) => {
+            if prefix == b"id" || TOKEN_KINDS.iter().any(|k| prefix.ends_with(k.as_bytes())) {
+                return true;
+            }
+            prefix
+        }
+        None => norm,
+    };
+    SECRET_FRAGMENTS.iter().any(|f| {
+        if *f == "auth" {
+            contains_auth(body)
+        } else {
+            contains(body, f.as_bytes())
+        }
+    })
+}
+
+/// Kinds of credential tokens: `<kind>_tokens` is a secret, not a count.
+const TOKEN_KINDS: &[&str] = &[
+    "access", "refresh", "bearer", "session", "csrf", "xsrf", "auth", "api", "jwt", "oidc",
+    "github", "slack", "personal", "device",
+];
+
+/// `auth` anywhere except as the start of `author` (`author`, `coauthor`,
+/// `authority` are not credentials; `authorization` is its own fragment).
+fn contains_auth(h: &[u8]) -> bool {
+    (0..h.len()).any(|i| h[i..].starts_with(b"auth") && !h[i..].starts_with(b"author"))
 }
 
 /// Well-known credential prefixes: OpenAI/Anthropic keys, GitHub and Slack
@@ -165,13 +189,24 @@ mod tests {
             .filter(|c| *c != '_' && *c != '-' && *c != '.' && *c != ' ')
             .flat_map(char::to_lowercase)
             .collect();
-        if norm.ends_with("tokens") || norm.ends_with("tokencount") {
-            return false;
-        }
-        if norm.contains("author") && !norm.contains("authorization") {
-            return false;
-        }
-        SECRET_FRAGMENTS.iter().any(|f| norm.contains(f))
+        let body = match norm
+            .strip_suffix("tokens")
+            .or_else(|| norm.strip_suffix("tokencount"))
+        {
+            Some(prefix) => {
+                if prefix == "id" || TOKEN_KINDS.iter().any(|k| prefix.ends_with(k)) {
+                    return true;
+                }
+                prefix
+            }
+            None => norm.as_str(),
+        };
+        let auth = body
+            .match_indices("auth")
+            .any(|(i, _)| !body[i..].starts_with("author"));
+        SECRET_FRAGMENTS
+            .iter()
+            .any(|f| if *f == "auth" { auth } else { body.contains(f) })
     }
 
     #[test]
@@ -196,6 +231,10 @@ mod tests {
             long_plain.as_str(),
             "tenant_id",
             "x-amz-signature",
+            "author_api_key",
+            "access_tokens",
+            "oauth_authority_secret",
+            "Auth_Tokens",
         ] {
             assert_eq!(is_secret_key(k), is_secret_key_reference(k), "{k}");
         }
@@ -223,6 +262,17 @@ mod tests {
             "private_key",
             "aws_credentials",
             "session_id",
+            // A key that contains `author` or ends in `tokens` can still
+            // name a secret.
+            "author_api_key",
+            "coauthor_token",
+            "oauth_authority_secret",
+            "access_tokens",
+            "refresh_tokens",
+            "auth_tokens",
+            "id_tokens",
+            "api-tokens",
+            "oauth",
         ] {
             assert!(is_secret_key(k), "{k} should be secret");
         }
@@ -232,7 +282,13 @@ mod tests {
             "job_id",
             "input_tokens",
             "max_tokens",
+            "completion_tokens",
+            "cache_creation_input_tokens",
+            "reasoning_tokens",
+            "token_count",
             "author",
+            "authority",
+            "coauthor",
             "model",
             "batch_id",
             "doc_id",
