@@ -182,6 +182,40 @@ async fn a_stream_gets_usage_injected_and_streams_unchanged() {
 }
 
 #[tokio::test]
+async fn injecting_stream_usage_keeps_every_other_byte_as_sent() {
+    let s = setup(|c| c, None).await;
+    // Key order matters: a JSON schema's `properties` order steers the model.
+    let sent = concat!(
+        " {\"stream\": true, \"model\":\"gpt-4o-mini\",\n",
+        "  \"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"a\",",
+        "\"schema\":{\"type\":\"object\",\"properties\":{\"reasoning\":{\"type\":\"string\"},",
+        "\"answer\":{\"type\":\"string\",\"description\":\"{\\\"x\\\": 1}\"}}}}},",
+        "\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \\\"q\\\"\"}]}\n"
+    );
+    let req = http::Request::post(format!("{}/openai/v1/chat/completions", s.url))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(sent.as_bytes())))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.unwrap().as_ref(), fixture_bytes("openai/chat_stream"));
+    let expected = format!(
+        " {{\"stream_options\":{{\"include_usage\":true}},{}",
+        &sent[2..]
+    );
+    let seen = &s.mock.requests()[0];
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        expected,
+        "only the insertion differs"
+    );
+    assert_eq!(seen.headers["content-length"], expected.len().to_string());
+    let u = &wait_for_usages(&s.cap, 1).await[0];
+    assert_eq!((u.input_tokens, u.output_tokens), (Some(19), Some(9)));
+    assert!(!u.partial);
+}
+
+#[tokio::test]
 async fn streams_are_not_buffered() {
     let s = setup(|c| c, None).await;
     let req = post(

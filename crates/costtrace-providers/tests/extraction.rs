@@ -164,6 +164,37 @@ fn a_streamed_chat_asks_for_usage_unless_the_caller_said_no() {
 }
 
 #[test]
+fn usage_is_asked_for_by_inserting_bytes_not_by_rebuilding_the_body() {
+    let body = br#"{"stream":true,"model":"gpt-4o","response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"reasoning":{},"answer":{}}}}}}"#;
+    let (facts, new) = prepare_request_bytes(Api::ChatCompletions, body);
+    assert_eq!(
+        facts,
+        RequestFacts {
+            model: Some("gpt-4o".into()),
+            stream: true,
+            usage_requested: None,
+            usage_injected: true,
+        }
+    );
+    let mut expected = br#"{"stream_options":{"include_usage":true},"#.to_vec();
+    expected.extend_from_slice(&body[1..]);
+    assert_eq!(
+        String::from_utf8(new.unwrap()).unwrap(),
+        String::from_utf8(expected).unwrap()
+    );
+
+    let (facts, new) = prepare_request_bytes(
+        Api::ChatCompletions,
+        br#"{"stream":true,"stream_options":{"z":1},"b":{"y":2,"x":3}}"#,
+    );
+    assert!(facts.usage_injected);
+    assert_eq!(
+        String::from_utf8(new.unwrap()).unwrap(),
+        r#"{"stream":true,"stream_options":{"include_usage":true,"z":1},"b":{"y":2,"x":3}}"#
+    );
+}
+
+#[test]
 fn a_stream_without_usage_records_what_is_known_as_partial() {
     let u = Call::new(Api::ChatCompletions, "openai/chat_stream_no_usage.sse", serde_json::json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": false}})).piece(50).run();
     assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
