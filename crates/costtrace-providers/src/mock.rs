@@ -66,6 +66,7 @@ pub const FIXTURES: &[Fixture] = &[
     fixture!("openai/embeddings", ".json", 200, JSON, false),
     fixture!("openai/responses", ".json", 200, JSON, false),
     fixture!("openai/responses_stream", ".sse", 200, SSE, false),
+    fixture!("openai/responses_stream_error", ".sse", 200, SSE, false),
     fixture!("openai/error_429", ".json", 429, JSON, false),
     fixture!("openai/error_500", ".json", 500, JSON, false),
     fixture!("anthropic/messages", ".json", 200, JSON, false),

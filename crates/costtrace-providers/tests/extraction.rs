@@ -432,6 +432,30 @@ fn an_error_event_mid_stream_is_recorded() {
 }
 
 #[test]
+fn a_responses_stream_error_event_is_recorded_with_the_usage_so_far() {
+    let u = Call::new(
+        Api::Responses,
+        "openai/responses_stream_error.sse",
+        serde_json::json!({"model": "o4-mini", "stream": true}),
+    )
+    .piece(64)
+    .run();
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some("server_error: The server had an error")
+    );
+    assert!(u.partial);
+    assert_eq!(u.model.as_deref(), Some("o4-mini-2025-04-16"));
+    assert_eq!(u.attrs["stream_events"], "4");
+    assert_eq!(
+        counts(&u),
+        [None; 5],
+        "no usage was reported before the error"
+    );
+    assert_eq!(u.cost_nanos, None);
+}
+
+#[test]
 fn dropping_a_meter_mid_stream_records_a_partial_call() {
     let cap = costtrace::testing::capture();
     {
