@@ -347,6 +347,24 @@ async fn a_client_hanging_up_mid_stream_records_usage_so_far() {
 }
 
 #[tokio::test]
+async fn a_client_hanging_up_before_the_response_records_a_partial_call() {
+    let s = setup(|c| c, None).await;
+    let req = post(
+        format!("{}/openai/v1/chat/completions", s.url),
+        serde_json::json!({"model": "gpt-4o", "messages": []}),
+        &[("x-mock-delay-ms", "1500")],
+    );
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), client().request(req)).await;
+    assert!(gave_up.is_err(), "the mock answers after 1500 ms");
+    let u = &wait_for_usages(&s.cap, 1).await[0];
+    assert!(u.partial);
+    assert_eq!(u.attrs["end"], "client_gone");
+    assert_eq!(u.error_message, None);
+    assert_eq!(u.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(u.cost_nanos, None);
+}
+
+#[tokio::test]
 async fn a_slow_upstream_times_out_as_an_error() {
     let s = setup(|c| c.timeout(Duration::from_millis(150)), None).await;
     let (status, _, body) = send(post(

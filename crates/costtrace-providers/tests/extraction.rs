@@ -469,3 +469,28 @@ fn dropping_a_meter_mid_stream_records_a_partial_call() {
     assert_eq!(u.attrs["end"], "client_gone");
     assert_eq!(u.input_tokens, Some(1825));
 }
+
+#[test]
+fn dropping_a_meter_before_the_response_records_a_partial_call() {
+    let cap = costtrace::testing::capture();
+    drop(Meter::new(
+        "openai",
+        Api::ChatCompletions,
+        RequestFacts {
+            model: Some("gpt-4o".into()),
+            ..RequestFacts::default()
+        },
+    ));
+    let u = &cap.usages()[0];
+    assert!(
+        u.partial,
+        "the provider may have done (and billed) the work"
+    );
+    assert_eq!(u.attrs["end"], "client_gone");
+    assert_eq!(
+        u.error_message, None,
+        "the caller hung up: not a provider error, as for cut streams"
+    );
+    assert_eq!(u.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(u.cost_nanos, None);
+}
