@@ -130,19 +130,19 @@ impl Core {
             }),
             facts,
         );
-        let url = match &self.query {
-            Some(q) => format!("{}{path}?{q}", self.base),
-            None => format!("{}{path}", self.base),
+        let req = match self.request(path, &body) {
+            Ok(r) => r,
+            Err(e) => {
+                // Never sent, so never billed; but a failed call, not a
+                // successful one.
+                let why = match &e {
+                    ClientError::Config(m) | ClientError::Decode(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                meter.finish(End::Failed(why));
+                return Err(e);
+            }
         };
-        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let mut req = Request::new(Full::new(Bytes::from(bytes)));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = url
-            .parse()
-            .map_err(|_| ClientError::Config(format!("{url} is not a valid URL")))?;
-        *req.headers_mut() = self.headers.clone();
-        req.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let resp = match tokio::time::timeout(self.timeout, self.http.request(req)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -169,6 +169,30 @@ impl Core {
             )));
         }
         Ok((meter, resp))
+    }
+
+    /// The HTTP request for `body` to `path`. A URL that does not parse is
+    /// reported without its query string, which may hold a key (`?key=…`).
+    fn request(&self, path: &str, body: &Value) -> Result<Request<Full<Bytes>>, ClientError> {
+        let url = match &self.query {
+            Some(q) => format!("{}{path}?{q}", self.base),
+            None => format!("{}{path}", self.base),
+        };
+        let uri = url.parse().map_err(|e| {
+            let path = path.split('?').next().unwrap_or_default();
+            ClientError::Config(format!(
+                "the request URL for {path:?} is not valid ({e}); \
+                 the query string is not shown: it may hold a key"
+            ))
+        })?;
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let mut req = Request::new(Full::new(Bytes::from(bytes)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = self.headers.clone();
+        req.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(req)
     }
 
     /// A whole JSON response.
