@@ -198,6 +198,30 @@ async fn an_invalid_url_is_never_sent_and_its_query_never_shown() {
 }
 
 #[tokio::test]
+async fn calls_to_apis_that_are_not_metered_are_not_recorded() {
+    let cap = costtrace::testing::capture();
+    let mock = MockProvider::start().await.unwrap();
+    let anthropic = AnthropicClient::new(&mock.url(), ANTHROPIC_KEY).unwrap();
+    let v = anthropic
+        .json(
+            "/v1/messages/count_tokens",
+            json!({"model": "claude-sonnet-4-0", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"input_tokens": 14}));
+    let openai = OpenAiClient::new(&format!("{}/v1", mock.url()), OPENAI_KEY).unwrap();
+    let err = openai
+        .json("/moderations", json!({"input": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "the mock has no moderations");
+    let seen: Vec<_> = mock.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(seen, ["/v1/messages/count_tokens", "/v1/moderations"]);
+    assert_eq!(cap.usages().len(), 0, "{:?}", cap.usages());
+}
+
+#[tokio::test]
 async fn anthropic_messages_stream_and_metadata_user_id() {
     let cap = costtrace::testing::capture();
     let mock = MockProvider::start().await.unwrap();
