@@ -182,6 +182,40 @@ async fn a_stream_gets_usage_injected_and_streams_unchanged() {
 }
 
 #[tokio::test]
+async fn injecting_stream_usage_keeps_every_other_byte_as_sent() {
+    let s = setup(|c| c, None).await;
+    // Key order matters: a JSON schema's `properties` order steers the model.
+    let sent = concat!(
+        " {\"stream\": true, \"model\":\"gpt-4o-mini\",\n",
+        "  \"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"a\",",
+        "\"schema\":{\"type\":\"object\",\"properties\":{\"reasoning\":{\"type\":\"string\"},",
+        "\"answer\":{\"type\":\"string\",\"description\":\"{\\\"x\\\": 1}\"}}}}},",
+        "\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \\\"q\\\"\"}]}\n"
+    );
+    let req = http::Request::post(format!("{}/openai/v1/chat/completions", s.url))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(sent.as_bytes())))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.unwrap().as_ref(), fixture_bytes("openai/chat_stream"));
+    let expected = format!(
+        " {{\"stream_options\":{{\"include_usage\":true}},{}",
+        &sent[2..]
+    );
+    let seen = &s.mock.requests()[0];
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        expected,
+        "only the insertion differs"
+    );
+    assert_eq!(seen.headers["content-length"], expected.len().to_string());
+    let u = &wait_for_usages(&s.cap, 1).await[0];
+    assert_eq!((u.input_tokens, u.output_tokens), (Some(19), Some(9)));
+    assert!(!u.partial);
+}
+
+#[tokio::test]
 async fn streams_are_not_buffered() {
     let s = setup(|c| c, None).await;
     let req = post(
@@ -310,6 +344,24 @@ async fn a_client_hanging_up_mid_stream_records_usage_so_far() {
     assert_eq!(u.attrs["end"], "client_gone");
     assert_eq!(u.input_tokens, Some(1825));
     assert_eq!(u.error_message, None);
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_before_the_response_records_a_partial_call() {
+    let s = setup(|c| c, None).await;
+    let req = post(
+        format!("{}/openai/v1/chat/completions", s.url),
+        serde_json::json!({"model": "gpt-4o", "messages": []}),
+        &[("x-mock-delay-ms", "1500")],
+    );
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), client().request(req)).await;
+    assert!(gave_up.is_err(), "the mock answers after 1500 ms");
+    let u = &wait_for_usages(&s.cap, 1).await[0];
+    assert!(u.partial);
+    assert_eq!(u.attrs["end"], "client_gone");
+    assert_eq!(u.error_message, None);
+    assert_eq!(u.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(u.cost_nanos, None);
 }
 
 #[tokio::test]

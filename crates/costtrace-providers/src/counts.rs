@@ -105,9 +105,14 @@ impl ProviderError {
     }
 }
 
-/// The error in a JSON body or event, if it carries one.
+/// The error in a JSON body or event, if it carries one: nested
+/// (`{"error": {"message", "code"|"type"}}`, `{"error": "…"}`) or flat, as in
+/// a Responses stream's error event
+/// (`{"type": "error", "code", "message", "sequence_number"}`).
 pub(crate) fn error_object(v: &Value) -> Option<ProviderError> {
-    let e = v.get("error")?;
+    let Some(e) = v.get("error") else {
+        return flat_error(v);
+    };
     if let Some(msg) = e.as_str() {
         return Some(ProviderError {
             status: None,
@@ -127,6 +132,28 @@ pub(crate) fn error_object(v: &Value) -> Option<ProviderError> {
         status: None,
         kind,
         message: e
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+    })
+}
+
+/// `{"type": "error", "code": …, "message": …}`. Its `type` is always
+/// `error`, so only `code` names the kind.
+fn flat_error(v: &Value) -> Option<ProviderError> {
+    if v.get("type").and_then(Value::as_str) != Some("error") {
+        return None;
+    }
+    let kind = match v.get("code") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    Some(ProviderError {
+        status: None,
+        kind,
+        message: v
             .get("message")
             .and_then(Value::as_str)
             .unwrap_or("")

@@ -19,6 +19,7 @@ mod api;
 mod counts;
 mod meter;
 pub mod openai;
+mod splice;
 pub mod sse;
 mod stream;
 
@@ -82,10 +83,12 @@ struct RequestPeek {
     stream_options: Option<Value>,
 }
 
-/// [`prepare_request`] on raw bytes, for proxies: the body is rebuilt only
-/// when it has to change (a streamed chat completion that did not say
-/// whether it wants usage); then the new bytes are returned. A body that is
-/// not JSON gives default facts and is left alone.
+/// [`prepare_request`] on raw bytes, for proxies: the body changes only when
+/// it has to (a streamed chat completion that did not say whether it wants
+/// usage), and then only by inserting `stream_options.include_usage: true`;
+/// every other byte, key order included, is kept as sent. Then the new bytes
+/// are returned. A body that is not JSON gives default facts and is left
+/// alone.
 ///
 /// ```
 /// use costtrace_providers::{Api, prepare_request_bytes};
@@ -107,10 +110,15 @@ pub fn prepare_request_bytes(api: Api, body: &[u8]) -> (RequestFacts, Option<Vec
     if api == Api::ChatCompletions
         && stream
         && asked.is_none()
-        && let Ok(mut v) = serde_json::from_slice::<Value>(body)
+        && let Some(new) = splice::ask_for_stream_usage(body)
     {
-        let facts = prepare_request(api, &mut v);
-        return (facts, serde_json::to_vec(&v).ok());
+        let facts = RequestFacts {
+            model: peek.model,
+            stream,
+            usage_requested: None,
+            usage_injected: true,
+        };
+        return (facts, Some(new));
     }
     let facts = RequestFacts {
         model: peek.model,

@@ -215,7 +215,13 @@ impl Meter {
         };
         let status = self.status.unwrap_or(0);
         match self.mode {
-            Mode::Waiting => (None, Counts::default(), end_error, false),
+            // The caller gave up while the provider may already be working
+            // (and billing): what it cost is unknown, so partial. Like a
+            // caller cutting a stream, not an error.
+            Mode::Waiting => {
+                let partial = *end == End::ClientGone;
+                (None, Counts::default(), end_error, partial)
+            }
             Mode::Body if status >= 400 => {
                 let e = ProviderError::from_body(self.status, &self.body);
                 (None, Counts::default(), Some(e.describe()), false)

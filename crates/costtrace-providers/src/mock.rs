@@ -5,7 +5,8 @@
 //! - header `x-mock-fixture: NAME` picks one of [`FIXTURES`] by name;
 //! - otherwise the path and body do: `…/chat/completions` (streamed with
 //!   usage only when the request set `stream_options.include_usage: true`,
-//!   as OpenAI does), `…/embeddings`, `…/responses`, `…/messages`.
+//!   as OpenAI does), `…/embeddings`, `…/responses`, `…/messages`,
+//!   `…/messages/count_tokens`.
 //!
 //! `x-mock-delay-ms: N` waits before answering; `x-mock-event-delay-ms: N`
 //! waits between the events of a stream. A fixture marked `cut` breaks the
@@ -66,8 +67,10 @@ pub const FIXTURES: &[Fixture] = &[
     fixture!("openai/embeddings", ".json", 200, JSON, false),
     fixture!("openai/responses", ".json", 200, JSON, false),
     fixture!("openai/responses_stream", ".sse", 200, SSE, false),
+    fixture!("openai/responses_stream_error", ".sse", 200, SSE, false),
     fixture!("openai/error_429", ".json", 429, JSON, false),
     fixture!("openai/error_500", ".json", 500, JSON, false),
+    fixture!("anthropic/count_tokens", ".json", 200, JSON, false),
     fixture!("anthropic/messages", ".json", 200, JSON, false),
     fixture!("anthropic/messages_stream", ".sse", 200, SSE, false),
     fixture!("anthropic/messages_stream_cut", ".sse", 200, SSE, true),
@@ -196,6 +199,8 @@ fn choose(path: &str, headers: &HeaderMap, body: &Value) -> Option<&'static Fixt
         } else {
             "openai/responses"
         }
+    } else if path.ends_with("/messages/count_tokens") {
+        "anthropic/count_tokens"
     } else if path.ends_with("/messages") {
         if stream {
             "anthropic/messages_stream"

@@ -165,6 +165,63 @@ async fn errors_are_returned_and_recorded() {
 }
 
 #[tokio::test]
+async fn an_invalid_url_is_never_sent_and_its_query_never_shown() {
+    let cap = costtrace::testing::capture();
+    let mock = MockProvider::start().await.unwrap();
+    // A key pasted with its trailing newline makes the URL invalid.
+    let client = OpenAiClient::new(&format!("{}/v1", mock.url()), "")
+        .unwrap()
+        .query("key=AIzaSyQUERYKEY0123456789abcdefghijklm\n");
+    let err = client
+        .chat(&ChatRequest::new("gpt-4o", vec![Message::user("x")]))
+        .await
+        .unwrap_err();
+    let why = "the request URL for \"/chat/completions\" is not valid (invalid uri character); \
+               the query string is not shown: it may hold a key";
+    assert!(
+        matches!(&err, ClientError::Config(m) if m == why),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), format!("client settings: {why}"));
+    assert!(mock.requests().is_empty(), "never sent");
+    let u = cap.usages();
+    assert_eq!(u.len(), 1);
+    assert_eq!(
+        u[0].error_message.as_deref(),
+        Some(format!("request to the provider failed: {why}").as_str()),
+        "a failed call, not a successful one"
+    );
+    assert_eq!(u[0].attrs["end"], "request_failed");
+    assert_eq!(u[0].cost_nanos, None);
+    let all = serde_json::to_string(&cap.records()).unwrap();
+    assert!(!all.contains("QUERYKEY"), "{all}");
+}
+
+#[tokio::test]
+async fn calls_to_apis_that_are_not_metered_are_not_recorded() {
+    let cap = costtrace::testing::capture();
+    let mock = MockProvider::start().await.unwrap();
+    let anthropic = AnthropicClient::new(&mock.url(), ANTHROPIC_KEY).unwrap();
+    let v = anthropic
+        .json(
+            "/v1/messages/count_tokens",
+            json!({"model": "claude-sonnet-4-0", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"input_tokens": 14}));
+    let openai = OpenAiClient::new(&format!("{}/v1", mock.url()), OPENAI_KEY).unwrap();
+    let err = openai
+        .json("/moderations", json!({"input": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "the mock has no moderations");
+    let seen: Vec<_> = mock.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(seen, ["/v1/messages/count_tokens", "/v1/moderations"]);
+    assert_eq!(cap.usages().len(), 0, "{:?}", cap.usages());
+}
+
+#[tokio::test]
 async fn anthropic_messages_stream_and_metadata_user_id() {
     let cap = costtrace::testing::capture();
     let mock = MockProvider::start().await.unwrap();

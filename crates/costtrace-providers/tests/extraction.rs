@@ -164,6 +164,37 @@ fn a_streamed_chat_asks_for_usage_unless_the_caller_said_no() {
 }
 
 #[test]
+fn usage_is_asked_for_by_inserting_bytes_not_by_rebuilding_the_body() {
+    let body = br#"{"stream":true,"model":"gpt-4o","response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"reasoning":{},"answer":{}}}}}}"#;
+    let (facts, new) = prepare_request_bytes(Api::ChatCompletions, body);
+    assert_eq!(
+        facts,
+        RequestFacts {
+            model: Some("gpt-4o".into()),
+            stream: true,
+            usage_requested: None,
+            usage_injected: true,
+        }
+    );
+    let mut expected = br#"{"stream_options":{"include_usage":true},"#.to_vec();
+    expected.extend_from_slice(&body[1..]);
+    assert_eq!(
+        String::from_utf8(new.unwrap()).unwrap(),
+        String::from_utf8(expected).unwrap()
+    );
+
+    let (facts, new) = prepare_request_bytes(
+        Api::ChatCompletions,
+        br#"{"stream":true,"stream_options":{"z":1},"b":{"y":2,"x":3}}"#,
+    );
+    assert!(facts.usage_injected);
+    assert_eq!(
+        String::from_utf8(new.unwrap()).unwrap(),
+        r#"{"stream":true,"stream_options":{"include_usage":true,"z":1},"b":{"y":2,"x":3}}"#
+    );
+}
+
+#[test]
 fn a_stream_without_usage_records_what_is_known_as_partial() {
     let u = Call::new(Api::ChatCompletions, "openai/chat_stream_no_usage.sse", serde_json::json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": false}})).piece(50).run();
     assert_eq!(u.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
@@ -401,6 +432,30 @@ fn an_error_event_mid_stream_is_recorded() {
 }
 
 #[test]
+fn a_responses_stream_error_event_is_recorded_with_the_usage_so_far() {
+    let u = Call::new(
+        Api::Responses,
+        "openai/responses_stream_error.sse",
+        serde_json::json!({"model": "o4-mini", "stream": true}),
+    )
+    .piece(64)
+    .run();
+    assert_eq!(
+        u.error_message.as_deref(),
+        Some("server_error: The server had an error")
+    );
+    assert!(u.partial);
+    assert_eq!(u.model.as_deref(), Some("o4-mini-2025-04-16"));
+    assert_eq!(u.attrs["stream_events"], "4");
+    assert_eq!(
+        counts(&u),
+        [None; 5],
+        "no usage was reported before the error"
+    );
+    assert_eq!(u.cost_nanos, None);
+}
+
+#[test]
 fn dropping_a_meter_mid_stream_records_a_partial_call() {
     let cap = costtrace::testing::capture();
     {
@@ -413,4 +468,29 @@ fn dropping_a_meter_mid_stream_records_a_partial_call() {
     assert!(u.partial);
     assert_eq!(u.attrs["end"], "client_gone");
     assert_eq!(u.input_tokens, Some(1825));
+}
+
+#[test]
+fn dropping_a_meter_before_the_response_records_a_partial_call() {
+    let cap = costtrace::testing::capture();
+    drop(Meter::new(
+        "openai",
+        Api::ChatCompletions,
+        RequestFacts {
+            model: Some("gpt-4o".into()),
+            ..RequestFacts::default()
+        },
+    ));
+    let u = &cap.usages()[0];
+    assert!(
+        u.partial,
+        "the provider may have done (and billed) the work"
+    );
+    assert_eq!(u.attrs["end"], "client_gone");
+    assert_eq!(
+        u.error_message, None,
+        "the caller hung up: not a provider error, as for cut streams"
+    );
+    assert_eq!(u.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(u.cost_nanos, None);
 }

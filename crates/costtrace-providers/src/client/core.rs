@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::meter::{End, Meter};
 use crate::transport::{HttpsClient, error_chain as chain, https_client};
-use crate::{Api, Flavor, ProviderError, RequestFacts, prepare_request};
+use crate::{Api, Flavor, ProviderError, prepare_request};
 
 /// A failed call. Provider API keys never appear in it.
 #[derive(Debug)]
@@ -111,47 +111,45 @@ impl Core {
     }
 
     /// Sends `body` to `path`; returns the meter (waiting for the body) and
-    /// the response, or the finished error.
+    /// the response, or the finished error. Only the metered APIs have a
+    /// meter: any other path (`…/messages/count_tokens`, `…/moderations`,
+    /// …) costs no tokens, or none costtrace can read, and is not recorded.
     pub(crate) async fn send(
         &self,
         path: &str,
         mut body: Value,
-    ) -> Result<(Meter, Response<Incoming>), ClientError> {
-        let api = Api::from_path(self.flavor, path);
-        let facts = match api {
-            Some(api) => prepare_request(api, &mut body),
-            None => RequestFacts::read(&body),
+    ) -> Result<(Option<Meter>, Response<Incoming>), ClientError> {
+        let mut meter = Api::from_path(self.flavor, path).map(|api| {
+            let facts = prepare_request(api, &mut body);
+            Meter::new(self.provider.clone(), api, facts)
+        });
+        let finish = |meter: &mut Option<Meter>, end: End| {
+            if let Some(m) = meter.as_mut() {
+                m.finish(end);
+            }
         };
-        let mut meter = Meter::new(
-            self.provider.clone(),
-            api.unwrap_or(match self.flavor {
-                Flavor::OpenAi => Api::ChatCompletions,
-                Flavor::Anthropic => Api::Messages,
-            }),
-            facts,
-        );
-        let url = match &self.query {
-            Some(q) => format!("{}{path}?{q}", self.base),
-            None => format!("{}{path}", self.base),
+        let req = match self.request(path, &body) {
+            Ok(r) => r,
+            Err(e) => {
+                // Never sent, so never billed; but a failed call, not a
+                // successful one.
+                let why = match &e {
+                    ClientError::Config(m) | ClientError::Decode(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                finish(&mut meter, End::Failed(why));
+                return Err(e);
+            }
         };
-        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let mut req = Request::new(Full::new(Bytes::from(bytes)));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = url
-            .parse()
-            .map_err(|_| ClientError::Config(format!("{url} is not a valid URL")))?;
-        *req.headers_mut() = self.headers.clone();
-        req.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let resp = match tokio::time::timeout(self.timeout, self.http.request(req)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 let msg = chain(&e);
-                meter.finish(End::Failed(msg.clone()));
+                finish(&mut meter, End::Failed(msg.clone()));
                 return Err(ClientError::Transport(msg));
             }
             Err(_) => {
-                meter.finish(End::Timeout(self.timeout));
+                finish(&mut meter, End::Timeout(self.timeout));
                 return Err(ClientError::Timeout(self.timeout));
             }
         };
@@ -159,7 +157,9 @@ impl Core {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        meter.response(resp.status().as_u16(), ct);
+        if let Some(m) = meter.as_mut() {
+            m.response(resp.status().as_u16(), ct);
+        }
         if resp.status().is_client_error() || resp.status().is_server_error() {
             let status = resp.status();
             let bytes = read_all(&mut meter, resp.into_body()).await?;
@@ -169,6 +169,30 @@ impl Core {
             )));
         }
         Ok((meter, resp))
+    }
+
+    /// The HTTP request for `body` to `path`. A URL that does not parse is
+    /// reported without its query string, which may hold a key (`?key=…`).
+    fn request(&self, path: &str, body: &Value) -> Result<Request<Full<Bytes>>, ClientError> {
+        let url = match &self.query {
+            Some(q) => format!("{}{path}?{q}", self.base),
+            None => format!("{}{path}", self.base),
+        };
+        let uri = url.parse().map_err(|e| {
+            let path = path.split('?').next().unwrap_or_default();
+            ClientError::Config(format!(
+                "the request URL for {path:?} is not valid ({e}); \
+                 the query string is not shown: it may hold a key"
+            ))
+        })?;
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let mut req = Request::new(Full::new(Bytes::from(bytes)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = self.headers.clone();
+        req.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(req)
     }
 
     /// A whole JSON response.
@@ -183,25 +207,32 @@ impl Core {
     }
 }
 
-/// Reads a body to its end through the meter, then finishes it.
-async fn read_all(meter: &mut Meter, mut body: Incoming) -> Result<Vec<u8>, ClientError> {
+/// Reads a body to its end through the meter (if the call has one), then
+/// finishes it.
+async fn read_all(meter: &mut Option<Meter>, mut body: Incoming) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
                 if let Some(d) = f.data_ref() {
-                    meter.data(d);
+                    if let Some(m) = meter.as_mut() {
+                        m.data(d);
+                    }
                     out.extend_from_slice(d);
                 }
             }
             Err(e) => {
                 let msg = chain(&e);
-                meter.finish(End::Upstream(msg.clone()));
+                if let Some(m) = meter.as_mut() {
+                    m.finish(End::Upstream(msg.clone()));
+                }
                 return Err(ClientError::Transport(msg));
             }
         }
     }
-    meter.finish(End::Complete);
+    if let Some(m) = meter.as_mut() {
+        m.finish(End::Complete);
+    }
     Ok(out)
 }
 

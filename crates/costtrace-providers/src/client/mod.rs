@@ -1,4 +1,4 @@
-//! Instrumented clients (features `openai`, `anthropic`): every call is
+//! Instrumented clients (features `openai`, `anthropic`): every metered call is
 //! recorded as usage in the current costtrace context and scope, priced by
 //! the recorder, streams included (a stream dropped early is recorded as
 //! partial). The context's user and tenant ids are also sent to the
@@ -6,7 +6,10 @@
 //! automatically added to API calls"); see each client.
 //!
 //! Typed helpers cover chat / messages and embeddings; anything else passes
-//! through as JSON ([`OpenAiClient::json`], [`AnthropicClient::json`]).
+//! through as JSON ([`OpenAiClient::json`], [`AnthropicClient::json`]), and
+//! is recorded only when it is a metered API (chat completions, embeddings,
+//! Responses, Messages): `…/messages/count_tokens` or `…/moderations` are
+//! not.
 
 mod core;
 mod stream;

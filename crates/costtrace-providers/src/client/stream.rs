@@ -16,14 +16,15 @@ use crate::transport::error_chain as chain;
 #[derive(Debug)]
 pub struct EventStream {
     body: Incoming,
-    meter: Meter,
+    /// `None` for an API that is not metered.
+    meter: Option<Meter>,
     parser: SseParser,
     ready: VecDeque<SseEvent>,
     ended: bool,
 }
 
 impl EventStream {
-    pub(crate) fn new(body: Incoming, meter: Meter) -> EventStream {
+    pub(crate) fn new(body: Incoming, meter: Option<Meter>) -> EventStream {
         EventStream {
             body,
             meter,
@@ -45,7 +46,9 @@ impl EventStream {
             match self.body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(d) = frame.data_ref() {
-                        self.meter.data(d);
+                        if let Some(m) = self.meter.as_mut() {
+                            m.data(d);
+                        }
                         let ready = &mut self.ready;
                         self.parser.push(d, |ev| ready.push_back(ev));
                     }
@@ -53,12 +56,16 @@ impl EventStream {
                 Some(Err(e)) => {
                     self.ended = true;
                     let msg = chain(&e);
-                    self.meter.finish(End::Upstream(msg.clone()));
+                    if let Some(m) = self.meter.as_mut() {
+                        m.finish(End::Upstream(msg.clone()));
+                    }
                     return Some(Err(ClientError::Transport(msg)));
                 }
                 None => {
                     self.ended = true;
-                    self.meter.finish(End::Complete);
+                    if let Some(m) = self.meter.as_mut() {
+                        m.finish(End::Complete);
+                    }
                 }
             }
         }
