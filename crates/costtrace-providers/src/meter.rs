@@ -15,6 +15,11 @@ use crate::{Api, Flavor, RequestFacts, anthropic, openai};
 /// Most of a whole (non-streamed) response body kept for reading its usage.
 const MAX_BODY: usize = 32 << 20;
 
+/// Past [`MAX_BODY`], the last bytes of the body are kept too: a response's
+/// `usage` (and, for embeddings, its `model`) comes after its payload, and a
+/// 2,048-input embeddings answer in JSON floats is ~70 MB.
+const TAIL: usize = 1 << 20;
+
 /// How a call ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum End {
@@ -73,6 +78,9 @@ pub struct Meter {
     status: Option<u16>,
     mode: Mode,
     body: Vec<u8>,
+    /// The last bytes past [`MAX_BODY`] (at most 2 × [`TAIL`]); empty while
+    /// the body fits.
+    tail: Vec<u8>,
     sse: SseParser,
     st: StreamState,
     done: bool,
@@ -91,6 +99,7 @@ impl Meter {
             status: None,
             mode: Mode::Waiting,
             body: Vec::new(),
+            tail: Vec::new(),
             sse: SseParser::default(),
             st: StreamState::default(),
             done: false,
@@ -129,7 +138,18 @@ impl Meter {
             }
             Mode::Body | Mode::Waiting => {
                 let room = MAX_BODY.saturating_sub(self.body.len());
-                self.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                let (head, rest) = chunk.split_at(chunk.len().min(room));
+                self.body.extend_from_slice(head);
+                if !rest.is_empty() {
+                    // Trimmed to the last TAIL bytes now and then, not on
+                    // every chunk.
+                    if self.tail.len() + rest.len() > 2 * TAIL {
+                        let keep = TAIL.saturating_sub(rest.len()).min(self.tail.len());
+                        self.tail.drain(..self.tail.len() - keep);
+                    }
+                    let from = rest.len().saturating_sub(2 * TAIL);
+                    self.tail.extend_from_slice(&rest[from..]);
+                }
             }
         }
     }
@@ -228,7 +248,19 @@ impl Meter {
             }
             Mode::Body => {
                 // Only `model` and `usage` are built; the rest is skipped.
-                let head: Option<BodyHead> = serde_json::from_slice(&self.body).ok();
+                let head: Option<BodyHead> = if self.tail.is_empty() {
+                    serde_json::from_slice(&self.body).ok()
+                } else {
+                    // Too long to keep whole: `usage` and `model` are read
+                    // from the tail (a usage object is the answer's last
+                    // member), `model` from the head when not there.
+                    member_near(&self.tail, "usage", true).map(|usage| BodyHead {
+                        model: member_near(&self.tail, "model", true)
+                            .or_else(|| member_near(&self.body, "model", false))
+                            .and_then(|m| m.as_str().map(str::to_owned)),
+                        usage,
+                    })
+                };
                 let parsed = head.is_some();
                 let (model, counts) = match head {
                     Some(h) => {
@@ -256,6 +288,38 @@ impl Meter {
                 (self.st.model.clone(), self.st.counts, error, partial)
             }
         }
+    }
+}
+
+/// The value of the member `"key": …` found in `hay` (a piece of a JSON
+/// text): its last occurrence when `last`, else its first; `None` when there
+/// is none or its value is cut off.
+fn member_near(hay: &[u8], key: &str, last: bool) -> Option<Value> {
+    let needle = format!("\"{key}\"");
+    let needle = needle.as_bytes();
+    let starts: Vec<usize> = hay
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    let try_at = |i: usize| -> Option<Value> {
+        let mut j = i + needle.len();
+        while hay.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if hay.get(j) != Some(&b':') {
+            return None;
+        }
+        serde_json::Deserializer::from_slice(&hay[j + 1..])
+            .into_iter::<Value>()
+            .next()?
+            .ok()
+    };
+    if last {
+        starts.into_iter().rev().find_map(try_at)
+    } else {
+        starts.into_iter().find_map(try_at)
     }
 }
 

@@ -241,6 +241,37 @@ fn openai_embeddings() {
     assert_eq!(u.cost_nanos, Some(160));
 }
 
+/// An answer longer than the meter keeps whole (32 MiB: ~2,000 embeddings
+/// as JSON floats) still has its usage read, from the last bytes, where
+/// `model` and `usage` are.
+#[test]
+fn an_embeddings_answer_past_32_mib_keeps_its_usage() {
+    let cap = costtrace::testing::capture();
+    let mut req = serde_json::json!({"model": "text-embedding-3-small", "input": ["a", "b"]});
+    let facts = prepare_request(Api::Embeddings, &mut req);
+    let mut m = Meter::new("openai", Api::Embeddings, facts);
+    m.response(200, Some("application/json"));
+    m.data(br#"{"object":"list","data":["#);
+    // 2,100 embeddings of 1,536 floats, ~17 KB each: ~36 MB in all.
+    let floats = vec!["-0.0123456789"; 1536].join(",");
+    for i in 0..2100 {
+        let sep = if i == 0 { "" } else { "," };
+        m.data(
+            format!(r#"{sep}{{"object":"embedding","index":{i},"embedding":[{floats}]}}"#)
+                .as_bytes(),
+        );
+    }
+    m.data(
+        br#"],"model":"text-embedding-3-small","usage":{"prompt_tokens":4200,"total_tokens":4200}}"#,
+    );
+    m.finish(End::Complete);
+    let u = cap.usages().remove(0);
+    assert_eq!(u.model.as_deref(), Some("text-embedding-3-small"));
+    assert_eq!(u.input_tokens, Some(4200));
+    assert_eq!(u.cost_nanos, Some(4200 * 20));
+    assert!(!u.partial);
+}
+
 #[test]
 fn openai_responses_with_cached_input_and_reasoning() {
     let u = Call::new(
