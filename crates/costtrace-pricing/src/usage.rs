@@ -1,12 +1,15 @@
 //! Pricing a stored [`UsageRecord`] (at record time, or again when re-pricing
 //! history after a catalogue fix).
 
-use costtrace_core::UsageRecord;
+use costtrace_core::{UsageRecord, token_units};
 
 use crate::{Catalogue, Price, PriceQuery, Unpriced};
 
 impl Catalogue {
-    /// Prices a usage record from its raw counts, tier and timestamp.
+    /// Prices a usage record from its raw counts, tier and timestamp. A
+    /// model usage's units named in [`costtrace_core::token_units`] (1-hour
+    /// cache writes, audio tokens) are the parts of its token counts priced
+    /// at their own rates.
     ///
     /// Unknown counts (`None`) are handled so that nothing unknown is priced
     /// as free: a model usage with neither `input_tokens` nor `output_tokens`
@@ -31,6 +34,14 @@ impl Catalogue {
             )));
         }
         let units: Vec<(&str, u64)> = rec.units.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        // A model usage's detailed token counts (see `token_units`).
+        let part = |name: &str| {
+            if has_model {
+                rec.units.get(name).copied().unwrap_or(0)
+            } else {
+                0
+            }
+        };
         self.price(&PriceQuery {
             provider: rec.provider.as_deref(),
             model: rec.model.as_deref(),
@@ -40,9 +51,12 @@ impl Catalogue {
             output_tokens: rec.output_tokens.unwrap_or(0),
             cache_read_tokens: rec.cache_read_tokens.unwrap_or(0),
             cache_write_tokens: rec.cache_write_tokens.unwrap_or(0),
+            cache_write_1h_tokens: part(token_units::CACHE_WRITE_1H),
+            input_audio_tokens: part(token_units::INPUT_AUDIO),
+            cache_audio_read_tokens: part(token_units::CACHE_AUDIO_READ),
+            output_audio_tokens: part(token_units::OUTPUT_AUDIO),
             tier: rec.pricing_tier,
             at: rec.timestamp,
-            ..PriceQuery::default()
         })
     }
 

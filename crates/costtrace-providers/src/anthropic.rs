@@ -21,6 +21,9 @@ pub struct AnthropicUsage {
     pub output_tokens: Option<u64>,
     pub cache_creation_input_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    /// `cache_creation.ephemeral_1h_input_tokens`: the part of the cache
+    /// writes kept for an hour (priced higher than 5-minute writes).
+    pub cache_creation_1h_input_tokens: Option<u64>,
 }
 
 impl AnthropicUsage {
@@ -31,6 +34,10 @@ impl AnthropicUsage {
             output_tokens: num(u, &["output_tokens"]),
             cache_creation_input_tokens: num(u, &["cache_creation_input_tokens"]),
             cache_read_input_tokens: num(u, &["cache_read_input_tokens"]),
+            cache_creation_1h_input_tokens: num(
+                u,
+                &["cache_creation", "ephemeral_1h_input_tokens"],
+            ),
         }
     }
 
@@ -39,7 +46,8 @@ impl AnthropicUsage {
     /// ```
     /// use costtrace_providers::anthropic::AnthropicUsage;
     /// let u = AnthropicUsage { input_tokens: Some(20), output_tokens: Some(100),
-    ///     cache_creation_input_tokens: Some(2000), cache_read_input_tokens: Some(3000) };
+    ///     cache_creation_input_tokens: Some(2000), cache_read_input_tokens: Some(3000),
+    ///     cache_creation_1h_input_tokens: None };
     /// let c = u.counts();
     /// assert_eq!(c.input_tokens, Some(5020));
     /// assert_eq!((c.cache_write_tokens, c.cache_read_tokens), (Some(2000), Some(3000)));
@@ -60,6 +68,9 @@ impl AnthropicUsage {
             cache_read_tokens: self.cache_read_input_tokens,
             cache_write_tokens: self.cache_creation_input_tokens,
             reasoning_tokens: None,
+            cache_write_1h_tokens: self.cache_creation_1h_input_tokens.filter(|n| *n > 0),
+            input_audio_tokens: None,
+            output_audio_tokens: None,
         }
     }
 
@@ -72,6 +83,10 @@ impl AnthropicUsage {
         );
         self.cache_read_input_tokens =
             later(self.cache_read_input_tokens, new.cache_read_input_tokens);
+        self.cache_creation_1h_input_tokens = later(
+            self.cache_creation_1h_input_tokens,
+            new.cache_creation_1h_input_tokens,
+        );
     }
 }
 

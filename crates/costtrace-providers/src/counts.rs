@@ -17,6 +17,13 @@ pub struct Counts {
     pub cache_read_tokens: Option<u64>,
     pub cache_write_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
+    /// Part of `cache_write_tokens` written with a 1-hour lifetime
+    /// (Anthropic's `cache_creation.ephemeral_1h_input_tokens`).
+    pub cache_write_1h_tokens: Option<u64>,
+    /// Part of `input_tokens` that is audio.
+    pub input_audio_tokens: Option<u64>,
+    /// Part of `output_tokens` that is audio.
+    pub output_audio_tokens: Option<u64>,
 }
 
 pub(crate) fn later(known: Option<u64>, new: Option<u64>) -> Option<u64> {
@@ -34,6 +41,9 @@ impl Counts {
         self.cache_read_tokens = later(self.cache_read_tokens, new.cache_read_tokens);
         self.cache_write_tokens = later(self.cache_write_tokens, new.cache_write_tokens);
         self.reasoning_tokens = later(self.reasoning_tokens, new.reasoning_tokens);
+        self.cache_write_1h_tokens = later(self.cache_write_1h_tokens, new.cache_write_1h_tokens);
+        self.input_audio_tokens = later(self.input_audio_tokens, new.input_audio_tokens);
+        self.output_audio_tokens = later(self.output_audio_tokens, new.output_audio_tokens);
     }
 
     /// True when no count is known.

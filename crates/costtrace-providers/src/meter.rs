@@ -185,6 +185,9 @@ impl Meter {
             cache_read_tokens,
             cache_write_tokens,
             reasoning_tokens,
+            cache_write_1h_tokens,
+            input_audio_tokens,
+            output_audio_tokens,
         } = counts;
         let set = |u: Usage, n: Option<u64>, f: fn(Usage, u64) -> Usage| match n {
             Some(n) => f(u, n),
@@ -195,6 +198,9 @@ impl Meter {
         u = set(u, cache_read_tokens, Usage::cache_read_tokens);
         u = set(u, cache_write_tokens, Usage::cache_write_tokens);
         u = set(u, reasoning_tokens, Usage::reasoning_tokens);
+        u = set(u, cache_write_1h_tokens, Usage::cache_write_1h_tokens);
+        u = set(u, input_audio_tokens, Usage::input_audio_tokens);
+        u = set(u, output_audio_tokens, Usage::output_audio_tokens);
         if let Some(s) = self.status {
             u = u.attr("http_status", s);
         }

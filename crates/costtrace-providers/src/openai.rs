@@ -43,6 +43,19 @@ pub fn usage(body: &Value) -> Option<Counts> {
             &["completion_tokens_details", "reasoning_tokens"],
             &["output_tokens_details", "reasoning_tokens"],
         ]),
+        // Audio parts, priced at the audio rates (0 is the common case:
+        // left out, so text-only calls carry no extra units).
+        input_audio_tokens: first(&[
+            &["prompt_tokens_details", "audio_tokens"],
+            &["input_tokens_details", "audio_tokens"],
+        ])
+        .filter(|n| *n > 0),
+        output_audio_tokens: first(&[
+            &["completion_tokens_details", "audio_tokens"],
+            &["output_tokens_details", "audio_tokens"],
+        ])
+        .filter(|n| *n > 0),
+        cache_write_1h_tokens: None,
     })
 }
 

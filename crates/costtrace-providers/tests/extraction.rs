@@ -241,6 +241,76 @@ fn openai_embeddings() {
     assert_eq!(u.cost_nanos, Some(160));
 }
 
+/// A whole answer given as bytes (not a fixture file) through a meter.
+fn meter_body(provider: &str, api: Api, request: serde_json::Value, body: &[u8]) -> UsageRecord {
+    let cap = costtrace::testing::capture();
+    let mut req = request;
+    let facts = prepare_request(api, &mut req);
+    let mut m = Meter::new(provider, api, facts);
+    m.response(200, Some("application/json"));
+    m.data(body);
+    m.finish(End::Complete);
+    cap.usages().remove(0)
+}
+
+/// Anthropic's 1-hour cache writes cost 2× the input price, not the
+/// 5-minute 1.25×: the part reported in `cache_creation` is priced as such.
+#[test]
+fn anthropic_one_hour_cache_writes_are_priced_at_their_rate() {
+    let body =
+        br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-20250514",
+        "content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn",
+        "usage":{"input_tokens":20,"cache_creation_input_tokens":10000,"cache_read_input_tokens":0,
+                 "cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":10000},
+                 "output_tokens":100}}"#;
+    let u = meter_body(
+        "anthropic",
+        Api::Messages,
+        serde_json::json!({"model": "claude-sonnet-4-0", "max_tokens": 100, "messages": []}),
+        body,
+    );
+    assert_eq!(u.input_tokens, Some(10_020));
+    assert_eq!(u.cache_write_tokens, Some(10_000));
+    assert_eq!(u.units.get("cache_write_1h_tokens"), Some(&10_000));
+    // $3/M input: 20 × 3,000 + 10,000 × 6,000 (2 × input) + 100 × 15,000.
+    assert_eq!(u.cost_nanos, Some(60_000 + 60_000_000 + 1_500_000));
+}
+
+/// OpenAI's audio tokens are parts of the prompt and completion counts,
+/// priced at the audio rates (`gpt-audio`: $32/M in, $64/M out).
+#[test]
+fn openai_audio_tokens_are_priced_at_the_audio_rates() {
+    let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-audio",
+        "choices":[],
+        "usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500,
+                 "prompt_tokens_details":{"cached_tokens":0,"audio_tokens":900,"text_tokens":100},
+                 "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":400,"text_tokens":100}}}"#;
+    let u = meter_body(
+        "openai",
+        Api::ChatCompletions,
+        serde_json::json!({"model": "gpt-audio", "messages": []}),
+        body,
+    );
+    assert_eq!((u.input_tokens, u.output_tokens), (Some(1000), Some(500)));
+    assert_eq!(u.units.get("input_audio_tokens"), Some(&900));
+    assert_eq!(u.units.get("output_audio_tokens"), Some(&400));
+    // 100 × 2,500 + 900 × 32,000 + 100 × 10,000 + 400 × 64,000
+    assert_eq!(
+        u.cost_nanos,
+        Some(250_000 + 28_800_000 + 1_000_000 + 25_600_000)
+    );
+    // A text-only call carries no audio units.
+    let text = meter_body(
+        "openai",
+        Api::ChatCompletions,
+        serde_json::json!({"model": "gpt-4o", "messages": []}),
+        br#"{"model":"gpt-4o","usage":{"prompt_tokens":10,"completion_tokens":5,
+            "prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},
+            "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}}}"#,
+    );
+    assert!(text.units.is_empty(), "{:?}", text.units);
+}
+
 /// An answer longer than the meter keeps whole (32 MiB: ~2,000 embeddings
 /// as JSON floats) still has its usage read, from the last bytes, where
 /// `model` and `usage` are.

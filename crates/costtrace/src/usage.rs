@@ -147,6 +147,25 @@ impl Usage {
         self
     }
 
+    /// Prompt tokens written to the cache with a 1-hour lifetime (a part of
+    /// `cache_write_tokens`, priced at the 1-hour rate). Kept as the unit
+    /// [`costtrace_core::token_units::CACHE_WRITE_1H`].
+    pub fn cache_write_1h_tokens(self, n: u64) -> Self {
+        self.units(costtrace_core::token_units::CACHE_WRITE_1H, n)
+    }
+
+    /// Audio prompt tokens (a part of `input_tokens`, priced at the audio
+    /// rate). Kept as the unit [`costtrace_core::token_units::INPUT_AUDIO`].
+    pub fn input_audio_tokens(self, n: u64) -> Self {
+        self.units(costtrace_core::token_units::INPUT_AUDIO, n)
+    }
+
+    /// Audio output tokens (a part of `output_tokens`, priced at the audio
+    /// rate). Kept as the unit [`costtrace_core::token_units::OUTPUT_AUDIO`].
+    pub fn output_audio_tokens(self, n: u64) -> Self {
+        self.units(costtrace_core::token_units::OUTPUT_AUDIO, n)
+    }
+
     /// A named unit count for a service: `.units("pages", 10)`. Repeating a
     /// unit name replaces its count.
     pub fn units(mut self, name: impl Into<Cow<'static, str>>, n: u64) -> Self {
