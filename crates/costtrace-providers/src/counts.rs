@@ -179,9 +179,69 @@ pub(crate) fn num(v: &Value, path: &[&str]) -> Option<u64> {
     cur.as_u64()
 }
 
+/// The value of the member `"key": …` found in `hay` (a piece of a JSON
+/// text): its last occurrence when `last`, else its first; `None` when there
+/// is none or its value is cut off.
+pub(crate) fn member_near(hay: &[u8], key: &str, last: bool) -> Option<Value> {
+    let needle = format!("\"{key}\"");
+    let needle = needle.as_bytes();
+    let starts: Vec<usize> = hay
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    let try_at = |i: usize| -> Option<Value> {
+        let mut j = i + needle.len();
+        while hay.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if hay.get(j) != Some(&b':') {
+            return None;
+        }
+        serde_json::Deserializer::from_slice(&hay[j + 1..])
+            .into_iter::<Value>()
+            .next()?
+            .ok()
+    };
+    if last {
+        starts.into_iter().rev().find_map(try_at)
+    } else {
+        starts.into_iter().find_map(try_at)
+    }
+}
+
+/// Appends `rest` to `tail`, which keeps (at least) the last `keep` bytes of
+/// everything appended and at most 2 × `keep`: trimmed now and then, not on
+/// every append.
+pub(crate) fn push_tail(tail: &mut Vec<u8>, rest: &[u8], keep: usize) {
+    if tail.len() + rest.len() > 2 * keep {
+        let kept = keep.saturating_sub(rest.len()).min(tail.len());
+        tail.drain(..tail.len() - kept);
+    }
+    let from = rest.len().saturating_sub(2 * keep);
+    tail.extend_from_slice(&rest[from..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_tail_keeps_the_last_bytes_within_twice_the_bound() {
+        let mut tail = Vec::new();
+        let all: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for piece in all.chunks(333) {
+            push_tail(&mut tail, piece, 1000);
+            assert!(tail.len() <= 2000);
+        }
+        assert!(tail.len() >= 1000);
+        assert!(all.ends_with(&tail));
+        // One piece larger than twice the bound.
+        let mut t = vec![1, 2, 3];
+        push_tail(&mut t, &all, 1000);
+        assert_eq!(t, all[all.len() - 2000..]);
+    }
 
     #[test]
     fn update_keeps_the_latest_known_count() {

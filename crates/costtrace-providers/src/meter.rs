@@ -7,7 +7,7 @@ use costtrace::{Context, Usage};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::counts::{Counts, ProviderError};
+use crate::counts::{Counts, ProviderError, member_near};
 use crate::sse::SseParser;
 use crate::stream::StreamState;
 use crate::{Api, Flavor, RequestFacts, anthropic, openai};
@@ -141,14 +141,7 @@ impl Meter {
                 let (head, rest) = chunk.split_at(chunk.len().min(room));
                 self.body.extend_from_slice(head);
                 if !rest.is_empty() {
-                    // Trimmed to the last TAIL bytes now and then, not on
-                    // every chunk.
-                    if self.tail.len() + rest.len() > 2 * TAIL {
-                        let keep = TAIL.saturating_sub(rest.len()).min(self.tail.len());
-                        self.tail.drain(..self.tail.len() - keep);
-                    }
-                    let from = rest.len().saturating_sub(2 * TAIL);
-                    self.tail.extend_from_slice(&rest[from..]);
+                    crate::counts::push_tail(&mut self.tail, rest, TAIL);
                 }
             }
         }
@@ -294,38 +287,6 @@ impl Meter {
                 (self.st.model.clone(), self.st.counts, error, partial)
             }
         }
-    }
-}
-
-/// The value of the member `"key": …` found in `hay` (a piece of a JSON
-/// text): its last occurrence when `last`, else its first; `None` when there
-/// is none or its value is cut off.
-fn member_near(hay: &[u8], key: &str, last: bool) -> Option<Value> {
-    let needle = format!("\"{key}\"");
-    let needle = needle.as_bytes();
-    let starts: Vec<usize> = hay
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect();
-    let try_at = |i: usize| -> Option<Value> {
-        let mut j = i + needle.len();
-        while hay.get(j).is_some_and(u8::is_ascii_whitespace) {
-            j += 1;
-        }
-        if hay.get(j) != Some(&b':') {
-            return None;
-        }
-        serde_json::Deserializer::from_slice(&hay[j + 1..])
-            .into_iter::<Value>()
-            .next()?
-            .ok()
-    };
-    if last {
-        starts.into_iter().rev().find_map(try_at)
-    } else {
-        starts.into_iter().find_map(try_at)
     }
 }
 

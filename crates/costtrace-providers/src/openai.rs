@@ -15,7 +15,7 @@
 
 use serde_json::{Value, json};
 
-use crate::counts::{Counts, error_object, num};
+use crate::counts::{Counts, error_object, member_near, num};
 use crate::sse::SseEvent;
 use crate::stream::StreamState;
 use crate::{Api, RequestFacts};
@@ -102,8 +102,17 @@ pub(crate) fn stream_event(api: Api, st: &mut StreamState, ev: &SseEvent) {
         st.complete = true;
         return;
     }
-    let Ok(v) = serde_json::from_str::<Value>(data) else {
-        return;
+    let v = match serde_json::from_str::<Value>(data) {
+        Ok(v) => v,
+        // Too long to keep whole: what usage needs, from both ends.
+        Err(_) => match ev
+            .data_tail
+            .as_deref()
+            .and_then(|t| from_ends(api, data, t))
+        {
+            Some(v) => v,
+            None => return,
+        },
     };
     if let Some(e) = error_object(&v) {
         st.error = Some(e);
@@ -120,6 +129,23 @@ pub(crate) fn stream_event(api: Api, st: &mut StreamState, ev: &SseEvent) {
             }
         }
     }
+}
+
+/// The parts of an over-long event that usage needs, from its first bytes
+/// (`type`, and the model named near the start) and its last (`usage`, a
+/// response's last member), in the shape of the event: for the Responses
+/// API `{"type", "response": {"model", "usage"}}`, else `{"model", "usage"}`.
+fn from_ends(api: Api, head: &str, tail: &str) -> Option<Value> {
+    let (head, tail) = (head.as_bytes(), tail.as_bytes());
+    let usage = member_near(tail, "usage", true)?;
+    let model = member_near(head, "model", false).unwrap_or(Value::Null);
+    Some(match api {
+        Api::Responses => {
+            let ty = member_near(head, "type", false).unwrap_or(Value::Null);
+            json!({ "type": ty, "response": { "model": model, "usage": usage } })
+        }
+        _ => json!({ "model": model, "usage": usage }),
+    })
 }
 
 fn responses_event(st: &mut StreamState, v: &Value) {

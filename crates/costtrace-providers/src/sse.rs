@@ -7,6 +7,11 @@
 pub struct SseEvent {
     pub event: Option<String>,
     pub data: String,
+    /// When a `data:` line was longer than the parser keeps (4 MiB: a
+    /// Responses `response.completed` event carries the whole response,
+    /// generated images included), `data` holds its first bytes and this its
+    /// last ones — where a response's `usage` is.
+    pub data_tail: Option<String>,
 }
 
 /// Feeds on chunks of a stream that may split lines and events anywhere.
@@ -28,11 +33,17 @@ pub struct SseParser {
     after_cr: bool,
     current: SseEvent,
     has_data: bool,
+    /// The last bytes of the current line past [`MAX_LINE`] (at most
+    /// 2 × [`TAIL`]); empty while the line fits.
+    line_tail: Vec<u8>,
 }
 
 /// Longest line kept; longer lines are truncated (usage chunks are small, and
 /// a runaway line must not grow memory without bound).
 const MAX_LINE: usize = 4 << 20;
+
+/// How much of the end of an over-long line is kept.
+const TAIL: usize = 1 << 20;
 
 impl SseParser {
     /// Parses `chunk`, calling `on_event` for every event it completes.
@@ -52,11 +63,14 @@ impl SseParser {
                     self.after_cr = rest[i] == b'\r';
                     rest = &rest[i + 1..];
                     let line = std::mem::take(&mut self.line);
-                    if let Some(ev) = self.line_done(&line) {
+                    let tail = std::mem::take(&mut self.line_tail);
+                    if let Some(ev) = self.line_done(&line, &tail) {
                         on_event(ev);
                     }
                     self.line = line;
                     self.line.clear();
+                    self.line_tail = tail;
+                    self.line_tail.clear();
                 }
                 None => {
                     self.extend_line(rest);
@@ -68,10 +82,14 @@ impl SseParser {
 
     fn extend_line(&mut self, bytes: &[u8]) {
         let room = MAX_LINE.saturating_sub(self.line.len());
-        self.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let (head, rest) = bytes.split_at(bytes.len().min(room));
+        self.line.extend_from_slice(head);
+        if !rest.is_empty() {
+            crate::counts::push_tail(&mut self.line_tail, rest, TAIL);
+        }
     }
 
-    fn line_done(&mut self, line: &[u8]) -> Option<SseEvent> {
+    fn line_done(&mut self, line: &[u8], tail: &[u8]) -> Option<SseEvent> {
         if line.is_empty() {
             let ev = std::mem::take(&mut self.current);
             let had = std::mem::replace(&mut self.has_data, false);
@@ -96,6 +114,9 @@ impl SseParser {
                 }
                 self.current.data.push_str(&value);
                 self.has_data = true;
+                if !tail.is_empty() {
+                    self.current.data_tail = Some(String::from_utf8_lossy(tail).into_owned());
+                }
             }
             _ => {}
         }

@@ -311,6 +311,38 @@ fn openai_audio_tokens_are_priced_at_the_audio_rates() {
     assert!(text.units.is_empty(), "{:?}", text.units);
 }
 
+/// A Responses stream whose `response.completed` event is longer than an
+/// event line the parser keeps (it carries the whole response: here a 6 MB
+/// generated image) still yields the usage at its end, and completes.
+#[test]
+fn a_responses_completed_event_past_4_mib_keeps_its_usage() {
+    let cap = costtrace::testing::capture();
+    let mut req = serde_json::json!({"model": "gpt-4.1", "input": "draw", "stream": true});
+    let facts = prepare_request(Api::Responses, &mut req);
+    let mut m = Meter::new("openai", Api::Responses, facts);
+    m.response(200, Some("text/event-stream"));
+    let image = "A".repeat(6 << 20);
+    let stream = format!(
+        "event: response.created\n\
+         data: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{{\"id\":\"resp_1\",\"status\":\"in_progress\",\"model\":\"gpt-4.1-2025-04-14\",\"output\":[],\"usage\":null}}}}\n\n\
+         event: response.completed\n\
+         data: {{\"type\":\"response.completed\",\"sequence_number\":5,\"response\":{{\"id\":\"resp_1\",\"status\":\"completed\",\"model\":\"gpt-4.1-2025-04-14\",\
+         \"output\":[{{\"type\":\"image_generation_call\",\"id\":\"ig_1\",\"status\":\"completed\",\"result\":\"{image}\"}}],\
+         \"usage\":{{\"input_tokens\":37,\"input_tokens_details\":{{\"cached_tokens\":0}},\"output_tokens\":220,\
+         \"output_tokens_details\":{{\"reasoning_tokens\":0}},\"total_tokens\":257}}}}}}\n\n"
+    );
+    for c in stream.as_bytes().chunks(64 << 10) {
+        m.data(c);
+    }
+    assert!(m.stream_complete());
+    m.finish(End::Complete);
+    let u = cap.usages().remove(0);
+    assert_eq!(u.model.as_deref(), Some("gpt-4.1-2025-04-14"));
+    assert_eq!((u.input_tokens, u.output_tokens), (Some(37), Some(220)));
+    assert!(!u.partial);
+    assert!(u.cost_nanos.is_some());
+}
+
 /// An answer longer than the meter keeps whole (32 MiB: ~2,000 embeddings
 /// as JSON floats) still has its usage read, from the last bytes, where
 /// `model` and `usage` are.
