@@ -63,8 +63,14 @@ pub struct Config {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The sink's description, with any password hidden; never the raw
+        // URL.
+        let sink = match &self.custom_sink {
+            Some(s) => s.describe(),
+            None => self.sink.to_string(),
+        };
         f.debug_struct("Config")
-            .field("sink", &self.sink)
+            .field("sink", &sink)
             .field("environment", &self.environment)
             .field("queue_capacity", &self.queue_capacity)
             .field("batch_size", &self.batch_size)

@@ -29,16 +29,7 @@ impl std::fmt::Debug for StoreSink {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub(crate) fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((creds, host)) = rest.split_once('@')
-        && let Some((user, _)) = creds.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_owned()
-}
+pub(crate) use crate::sink::redact_url;
 
 impl StoreSink {
     /// Opens `url`. SQLite is opened now (a bad path is an error at start-up);
