@@ -4,7 +4,8 @@
 //! process owns one subdirectory, held by an exclusive lock on its `lock`
 //! file for the life of the recorder. Appends are fsynced before a flush is
 //! acknowledged. Segments are replayed oldest first when the sink works again;
-//! a segment is deleted only after every record in it was written, and since
+//! a segment is deleted only after every record in it was written and the
+//! sink flushed (a failed flush keeps the segment for later), and since
 //! sinks write idempotently by record id, replaying a segment twice (after a
 //! crash between the write and the delete) never double-counts.
 //!
@@ -173,7 +174,7 @@ impl Spool {
     }
 
     /// Writes spooled records to `sink`, oldest first, deleting each segment
-    /// once all of it is written. Stops at the first error (the sink is still
+    /// once all of it is written and the sink's flush succeeded. Stops at the first error (the sink is still
     /// down). Returns how many records were replayed.
     pub(crate) fn replay(
         &mut self,
@@ -187,6 +188,8 @@ impl Spool {
             for chunk in records.chunks(batch_size.max(1)) {
                 sink.write(chunk)?;
             }
+            // Durable in the sink before it is gone from here.
+            sink.flush()?;
             let _ = fs::remove_file(&seg.path);
             replayed += records.len() as u64;
             self.records = self.records.saturating_sub(n);
@@ -197,7 +200,6 @@ impl Spool {
                 let _ = fs::remove_dir_all(dir);
             }
         }
-        sink.flush()?;
         Ok(replayed)
     }
 }
@@ -304,6 +306,38 @@ mod tests {
             0,
             "nothing left behind"
         );
+    }
+
+    /// Accepts writes but cannot make them durable.
+    struct FlushFails(Vec<Record>);
+    impl Sink for FlushFails {
+        fn write(&mut self, r: &[Record]) -> Result<(), SinkError> {
+            self.0.extend_from_slice(r);
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            Err(SinkError::new("fsync failed"))
+        }
+        fn describe(&self) -> String {
+            "flush-fails".into()
+        }
+    }
+
+    #[test]
+    fn a_segment_stays_until_the_sink_flush_succeeds() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(root.path()).unwrap();
+        let recs = [rec(1), rec(2)];
+        s.append(&recs).unwrap();
+        let mut sink = FlushFails(vec![]);
+        let e = s.replay(&mut sink, 10).unwrap_err();
+        assert_eq!(e.message, "fsync failed");
+        assert_eq!(s.records, 2, "still counted");
+        assert_eq!(segments_in(&s.own_dir).unwrap().len(), 1, "still on disk");
+        let mut up = Collect(vec![], false);
+        assert_eq!(s.replay(&mut up, 10).unwrap(), 2);
+        assert_eq!(up.0, recs);
+        assert!(segments_in(&s.own_dir).unwrap().is_empty());
     }
 
     #[test]
