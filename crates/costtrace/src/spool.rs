@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use costtrace_core::Record;
@@ -27,16 +27,27 @@ const SEGMENT_RECORDS: u64 = 10_000;
 
 struct Segment {
     path: PathBuf,
+    /// Records the spool counted for this segment (what replaying it takes
+    /// off [`Spool::records`]).
+    records: u64,
     /// The owning directory's lock, for adopted directories (released, and
     /// the directory removed, when its last segment is replayed).
     adopted_dir: Option<(PathBuf, File)>,
+}
+
+struct Current {
+    file: File,
+    records: u64,
+    len: u64,
 }
 
 pub(crate) struct Spool {
     own_dir: PathBuf,
     _own_lock: File,
     next_seq: u64,
-    current: Option<(BufWriter<File>, u64)>,
+    /// The segment being appended to: its file, the records in it and its
+    /// length in bytes (where a failed append is cut back to).
+    current: Option<Current>,
     /// Closed segments waiting to be replayed, oldest first.
     pending: VecDeque<Segment>,
     /// Records currently in the spool.
@@ -109,13 +120,18 @@ impl Spool {
             let n = segs.len();
             let mut lock = Some(lock);
             for (i, path) in segs.into_iter().enumerate() {
-                records += count_lines(&path);
+                let seg_records = count_lines(&path);
+                records += seg_records;
                 let adopted_dir = if i + 1 == n {
                     lock.take().map(|l| (dir.clone(), l))
                 } else {
                     None
                 };
-                pending.push_back(Segment { path, adopted_dir });
+                pending.push_back(Segment {
+                    path,
+                    records: seg_records,
+                    adopted_dir,
+                });
             }
             tracing::info!(dir = %dir.display(), "costtrace adopted a spool left by an earlier process");
         }
@@ -133,7 +149,11 @@ impl Spool {
         self.records == 0
     }
 
-    /// Appends records durably (fsync) to the current segment.
+    /// Appends records durably (fsync) to the current segment. On an error
+    /// the segment is cut back to its length before the append, so that torn
+    /// bytes never join the next append's first line; if even that fails the
+    /// segment is closed (its torn tail is then its last line, which replay
+    /// skips) and the next append starts a new one.
     pub(crate) fn append(&mut self, records: &[Record]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(records.len() * 512);
         for r in records {
@@ -145,29 +165,45 @@ impl Spool {
                 .own_dir
                 .join(format!("seg-{:020}.jsonl", self.next_seq));
             self.next_seq += 1;
-            let f = OpenOptions::new().create(true).append(true).open(&path)?;
-            self.current = Some((BufWriter::new(f), 0));
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let len = file.metadata()?.len();
+            self.current = Some(Current {
+                file,
+                records: 0,
+                len,
+            });
         }
-        if let Some((w, n)) = self.current.as_mut() {
-            w.write_all(&buf)?;
-            w.flush()?;
-            w.get_ref().sync_data()?;
-            *n += records.len() as u64;
-            self.records += records.len() as u64;
-            if *n >= SEGMENT_RECORDS {
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = write_durably(&mut cur.file, &buf) {
+            let cut = cur
+                .file
+                .set_len(cur.len)
+                .and_then(|()| cur.file.sync_data());
+            if let Err(cut_err) = cut {
+                tracing::warn!("costtrace spool: cannot cut back a failed append: {cut_err}");
                 self.close_current();
             }
+            return Err(e);
+        }
+        cur.len += buf.len() as u64;
+        cur.records += records.len() as u64;
+        self.records += records.len() as u64;
+        if cur.records >= SEGMENT_RECORDS {
+            self.close_current();
         }
         Ok(())
     }
 
     fn close_current(&mut self) {
-        if self.current.take().is_some() {
+        if let Some(cur) = self.current.take() {
             let path = self
                 .own_dir
                 .join(format!("seg-{:020}.jsonl", self.next_seq - 1));
             self.pending.push_back(Segment {
                 path,
+                records: cur.records,
                 adopted_dir: None,
             });
         }
@@ -184,7 +220,7 @@ impl Spool {
         self.close_current();
         let mut replayed = 0;
         while let Some(seg) = self.pending.front() {
-            let (records, n) = read_segment(&seg.path)?;
+            let records = read_segment(&seg.path)?;
             for chunk in records.chunks(batch_size.max(1)) {
                 sink.write(chunk)?;
             }
@@ -192,7 +228,7 @@ impl Spool {
             sink.flush()?;
             let _ = fs::remove_file(&seg.path);
             replayed += records.len() as u64;
-            self.records = self.records.saturating_sub(n);
+            self.records = self.records.saturating_sub(seg.records);
             if let Some(seg) = self.pending.pop_front()
                 && let Some((dir, lock)) = seg.adopted_dir
             {
@@ -207,17 +243,40 @@ impl Spool {
 impl Drop for Spool {
     fn drop(&mut self) {
         self.close_current();
-        // Leave nothing behind when everything was replayed.
-        if self.records == 0 {
+        // Leave nothing behind when everything was replayed. What is on disk
+        // decides, not the counter: a directory that still holds a segment
+        // (or a line set aside as corrupt) stays for the next process.
+        if holds_only_lock(&self.own_dir) {
             let _ = fs::remove_dir_all(&self.own_dir);
         }
     }
 }
 
-/// Reads a segment: its records and its line count (what the spool counted
-/// for it). A torn last line (the process died mid-append, before the append
+/// Whether `dir` holds nothing but its `lock` file (false when it cannot be
+/// read: then nothing is deleted).
+fn holds_only_lock(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .into_iter()
+            .all(|e| e.is_ok_and(|e| e.file_name() == "lock"))
+    })
+}
+
+/// Writes `buf` and makes it durable.
+fn write_durably(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(n) = tests::FAIL_APPEND_AFTER.with(|f| f.take()) {
+        // A disk that fills up part-way through the append.
+        file.write_all(&buf[..n.min(buf.len())])?;
+        return Err(io::Error::other("injected: no space left on device"));
+    }
+    file.write_all(buf)?;
+    file.sync_data()
+}
+
+/// Reads a segment's records. A torn last line (the process died mid-append, before the append
 /// was acknowledged) is skipped with a warning.
-fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), SinkError> {
+fn read_segment(path: &Path) -> Result<Vec<Record>, SinkError> {
     let f =
         File::open(path).map_err(|e| SinkError::new(format!("spool {}: {e}", path.display())))?;
     let lines: Vec<String> = BufReader::new(f)
@@ -239,7 +298,7 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), SinkError> {
             }
         }
     }
-    Ok((out, n as u64))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -340,14 +399,61 @@ mod tests {
         assert!(segments_in(&s.own_dir).unwrap().is_empty());
     }
 
+    thread_local! {
+        /// Makes the next append write this many bytes, then fail.
+        pub(super) static FAIL_APPEND_AFTER: std::cell::Cell<Option<usize>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_torn_bytes_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(root.path()).unwrap();
+        let first = [rec(1), rec(2)];
+        s.append(&first).unwrap();
+        FAIL_APPEND_AFTER.with(|f| f.set(Some(40)));
+        assert!(s.append(&[rec(3)]).is_err());
+        assert_eq!(s.records, 2, "the failed append is not counted");
+        let later = [rec(4), rec(5)];
+        s.append(&later).unwrap();
+        assert_eq!(s.records, 4);
+        let mut up = Collect(vec![], false);
+        assert_eq!(s.replay(&mut up, 10).unwrap(), 4);
+        let want: Vec<Record> = first.iter().chain(&later).cloned().collect();
+        assert_eq!(up.0, want, "no record lost to a torn line");
+        assert_eq!(s.records, 0);
+        let names: Vec<String> = fs::read_dir(&s.own_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["lock"], "nothing set aside as corrupt");
+    }
+
+    #[test]
+    fn drop_keeps_a_directory_that_still_holds_segments() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(root.path()).unwrap();
+        s.append(&[rec(1)]).unwrap();
+        let dir = s.own_dir.clone();
+        // However the counter came to say so, the segment is still there.
+        s.records = 0;
+        drop(s);
+        assert_eq!(segments_in(&dir).unwrap().len(), 1, "not deleted");
+        let mut b = Spool::open(root.path()).unwrap();
+        assert_eq!(b.records, 1, "adopted by the next process");
+        let mut up = Collect(vec![], false);
+        assert_eq!(b.replay(&mut up, 10).unwrap(), 1);
+    }
+
     #[test]
     fn a_torn_last_line_is_skipped() {
         let root = tempfile::tempdir().unwrap();
         let mut s = Spool::open(root.path()).unwrap();
         s.append(&[rec(1), rec(2)]).unwrap();
-        let (w, _) = s.current.as_mut().unwrap();
-        w.write_all(b"{\"kind\":\"scope\",\"id\":\"0190").unwrap();
-        w.flush().unwrap();
+        let cur = s.current.as_mut().unwrap();
+        cur.file
+            .write_all(b"{\"kind\":\"scope\",\"id\":\"0190")
+            .unwrap();
         let mut up = Collect(vec![], false);
         assert_eq!(s.replay(&mut up, 10).unwrap(), 2);
     }
