@@ -2,7 +2,9 @@
 //!
 //! Layout: `DIR/<pid>-<nonce>/seg-<n>.jsonl`, one JSON record per line. Each
 //! process owns one subdirectory, held by an exclusive lock on its `lock`
-//! file for the life of the recorder. Appends are fsynced before a flush is
+//! file for the life of the recorder; it is made as `.<pid>-<nonce>` (a name
+//! scanners ignore), locked, and only then renamed, so no other process can
+//! take it for a dead one's. Appends are fsynced before a flush is
 //! acknowledged. Segments are replayed oldest first when the sink works again;
 //! a segment is deleted only after every record in it was written and the
 //! sink flushed (a failed flush keeps the segment for later), and since
@@ -11,7 +13,8 @@
 //!
 //! At start-up the recorder adopts the subdirectories of processes that died
 //! (their lock is free) and replays them too: that is how records spooled
-//! before a `SIGKILL` reach the store.
+//! before a `SIGKILL` reach the store. A directory is deleted only when
+//! nothing but its lock is left in it.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -83,20 +86,22 @@ impl Spool {
         let nonce = crate::id::v7_at(crate::id::now_micros())
             .simple()
             .to_string();
-        let own_dir = root.join(format!("{}-{}", std::process::id(), &nonce[20..]));
-        fs::create_dir_all(&own_dir)?;
-        let own_lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(own_dir.join("lock"))?;
-        own_lock
-            .try_lock()
-            .map_err(|e| io::Error::other(format!("cannot lock {}: {e}", own_dir.display())))?;
+        let name = format!("{}-{}", std::process::id(), &nonce[20..]);
+        // Made under a name scanners ignore, locked, then renamed: another
+        // process scanning meanwhile never sees it unlocked (and empty), so
+        // never takes it for a dead process's spool and removes it.
+        let tmp_dir = root.join(format!(".{name}"));
+        let own_dir = root.join(name);
+        fs::create_dir_all(&tmp_dir)?;
+        let own_lock = lock_new_dir(&tmp_dir, &own_dir).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&tmp_dir);
+        })?;
         let mut pending = VecDeque::new();
         let mut records = 0;
         let mut others: Vec<PathBuf> = fs::read_dir(root)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
             .filter(|p| p.is_dir() && *p != own_dir)
             .collect();
         others.sort();
@@ -112,9 +117,20 @@ impl Spool {
             if lock.try_lock().is_err() {
                 continue; // a live process owns it
             }
-            let segs = segments_in(&dir)?;
+            #[cfg(test)]
+            tests::BEFORE_ADOPT.with(|f| {
+                if let Some(f) = f.take() {
+                    f(&dir);
+                }
+            });
+            // Another process may have adopted and removed it meanwhile.
+            let Ok(segs) = segments_in(&dir) else {
+                continue;
+            };
             if segs.is_empty() {
-                let _ = fs::remove_dir_all(&dir);
+                if holds_only_lock(&dir) {
+                    let _ = fs::remove_dir_all(&dir);
+                }
                 continue;
             }
             let n = segs.len();
@@ -250,6 +266,19 @@ impl Drop for Spool {
             let _ = fs::remove_dir_all(&self.own_dir);
         }
     }
+}
+
+/// Locks the new spool directory `tmp` and renames it to `dir`.
+fn lock_new_dir(tmp: &Path, dir: &Path) -> io::Result<File> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(tmp.join("lock"))?;
+    lock.try_lock()
+        .map_err(|e| io::Error::other(format!("cannot lock {}: {e}", tmp.display())))?;
+    fs::rename(tmp, dir)?;
+    Ok(lock)
 }
 
 /// Whether `dir` holds nothing but its `lock` file (false when it cannot be
@@ -443,6 +472,79 @@ mod tests {
         assert_eq!(b.records, 1, "adopted by the next process");
         let mut up = Collect(vec![], false);
         assert_eq!(b.replay(&mut up, 10).unwrap(), 1);
+    }
+
+    thread_local! {
+        /// Runs once during the next `Spool::open`, after it locked a
+        /// directory to adopt and before it reads it.
+        pub(super) static BEFORE_ADOPT: std::cell::Cell<Option<Box<dyn FnOnce(&Path)>>> =
+            std::cell::Cell::new(None);
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn directories_being_created_are_ignored_and_unlocked_ones_adopted() {
+        let root = tempfile::tempdir().unwrap();
+        // Another process between creating its directory and renaming it.
+        let creating = root.path().join(".4242-0123456789ab");
+        fs::create_dir(&creating).unwrap();
+        // A dead process's spool without a lock file, one with nothing in it.
+        let dead = root.path().join("4243-0123456789ab");
+        fs::create_dir(&dead).unwrap();
+        let line = serde_json::to_string(&rec(7)).unwrap();
+        fs::write(dead.join("seg-00000000000000000000.jsonl"), line + "\n").unwrap();
+        let empty = root.path().join("4244-0123456789ab");
+        fs::create_dir(&empty).unwrap();
+
+        let mut s = Spool::open(root.path()).unwrap();
+        assert!(creating.is_dir(), "a directory being created is left alone");
+        assert_eq!(names_in(&creating), Vec::<String>::new(), "not even locked");
+        assert!(!empty.exists(), "an empty unlocked directory is removed");
+        assert_eq!(s.records, 1, "the dead process's segment is adopted");
+        let own = s
+            .own_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!own.starts_with('.'), "{own}");
+        assert_eq!(
+            names_in(root.path()).len(),
+            3,
+            "{:?}",
+            names_in(root.path())
+        );
+        let mut up = Collect(vec![], false);
+        assert_eq!(s.replay(&mut up, 10).unwrap(), 1);
+        match &up.0[..] {
+            [Record::Scope(sc)] => assert_eq!(sc.name, "s7"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!dead.exists(), "removed once replayed");
+    }
+
+    #[test]
+    fn a_directory_that_vanishes_during_the_scan_does_not_fail_open() {
+        let root = tempfile::tempdir().unwrap();
+        let dead = root.path().join("4245-0123456789ab");
+        fs::create_dir(&dead).unwrap();
+        BEFORE_ADOPT.with(|f| {
+            f.set(Some(Box::new(|d: &Path| {
+                // Another process adopted and removed it.
+                fs::remove_dir_all(d).unwrap();
+            })))
+        });
+        let s = Spool::open(root.path()).unwrap();
+        assert_eq!(s.records, 0);
+        assert!(!dead.exists());
     }
 
     #[test]
