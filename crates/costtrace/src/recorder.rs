@@ -397,8 +397,9 @@ fn global() -> Option<Arc<Shared>> {
 enum Msg {
     /// A thread's buffer reached the batch size.
     Wake,
-    Flush(Sender<()>),
-    Shutdown(Sender<()>),
+    /// Answered with the number of records left only in memory.
+    Flush(Sender<u64>),
+    Shutdown(Sender<u64>),
 }
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -731,18 +732,32 @@ pub fn health() -> Option<RecorderHealth> {
     })
 }
 
-/// Writes everything queued so far, waiting at most `timeout`.
+/// Writes everything queued so far to the sink, or to the spool when the
+/// sink fails, waiting at most `timeout`.
+///
+/// [`Error::NotDelivered`] when some records could be put neither in the sink
+/// nor in the spool (the sink fails and there is no spool, or the spool
+/// cannot be written): they are kept in memory and retried, but would be
+/// lost if the process ended now.
 pub fn flush_timeout(timeout: Duration) -> Result<(), Error> {
     let s = global().ok_or(Error::NotInitialized)?;
-    request(&s.control, Msg::Flush, timeout)
+    match request(&s.control, Msg::Flush, timeout)? {
+        0 => Ok(()),
+        records => Err(Error::NotDelivered { records }),
+    }
 }
 
-/// Writes everything queued so far, waiting at most five seconds.
+/// Writes everything queued so far, waiting at most five seconds; see
+/// [`flush_timeout`].
 pub fn flush() -> Result<(), Error> {
     flush_timeout(Duration::from_secs(5))
 }
 
-fn request(tx: &Sender<Msg>, make: fn(Sender<()>) -> Msg, timeout: Duration) -> Result<(), Error> {
+fn request(
+    tx: &Sender<Msg>,
+    make: fn(Sender<u64>) -> Msg,
+    timeout: Duration,
+) -> Result<u64, Error> {
     let deadline = Instant::now() + timeout;
     let (ack_tx, ack_rx) = bounded(1);
     tx.send_deadline(make(ack_tx), deadline)
@@ -778,7 +793,10 @@ impl Drop for InitGuard {
             }
         }
         match request(&self.shared.control, Msg::Shutdown, self.shutdown_timeout) {
-            Ok(()) => {
+            Ok(left) => {
+                if left > 0 {
+                    tracing::error!("costtrace: {}", Error::NotDelivered { records: left });
+                }
                 if let Some(t) = self.thread.take() {
                     let _ = t.join();
                 }
@@ -818,14 +836,14 @@ impl Worker {
                     self.replay_spool();
                     self.write();
                     let _ = self.sink.flush();
-                    let _ = ack.send(());
+                    let _ = ack.send(self.in_memory_only());
                 }
                 Ok(Msg::Shutdown(ack)) => {
                     self.drain_final();
                     self.replay_spool();
                     self.write();
                     let _ = self.sink.flush();
-                    let _ = ack.send(());
+                    let _ = ack.send(self.in_memory_only());
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -915,6 +933,11 @@ impl Worker {
                 Arc::strong_count(b) > 1 || b.events.lock().is_ok_and(|p| !p.events.is_empty())
             });
         }
+    }
+
+    /// Records neither in the sink nor in the spool.
+    fn in_memory_only(&self) -> u64 {
+        (self.retry.len() + self.batch.len()) as u64
     }
 
     fn note_error(&self, msg: String) {

@@ -273,6 +273,46 @@ fn failed_and_panicking_writes_are_retried_and_nothing_is_written_twice() {
     assert_eq!(got, ids, "every record exactly once");
 }
 
+/// A sink that is always down.
+struct AlwaysErr;
+
+impl Sink for AlwaysErr {
+    fn write(&mut self, _records: &[Record]) -> Result<(), SinkError> {
+        Err(SinkError::new("database is down"))
+    }
+    fn describe(&self) -> String {
+        "always-err".into()
+    }
+}
+
+#[test]
+fn flush_is_an_error_while_records_are_only_in_memory() {
+    let _s = serial();
+    let guard = Config::new()
+        .no_spool()
+        .custom_sink(AlwaysErr)
+        .flush_interval(Duration::from_secs(60))
+        .init()
+        .unwrap();
+    costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(1));
+    let e = costtrace::flush().unwrap_err();
+    assert!(
+        matches!(e, costtrace::Error::NotDelivered { records: 1 }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().starts_with("1 records are not delivered"),
+        "{e}"
+    );
+    let e = costtrace::flush_timeout(Duration::from_secs(5)).unwrap_err();
+    assert!(
+        matches!(e, costtrace::Error::NotDelivered { records: 1 }),
+        "{e}"
+    );
+    assert_eq!(costtrace::health().unwrap().retry_pending, 1);
+    drop(guard);
+}
+
 #[test]
 #[allow(unsafe_code)]
 fn environment_comes_from_the_environment_and_bad_values_are_errors() {
