@@ -690,6 +690,7 @@ struct Health {
     retry_pending: AtomicU64,
     spooled: AtomicU64,
     replayed: AtomicU64,
+    rejected: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -712,6 +713,10 @@ pub struct RecorderHealth {
     pub spooled: u64,
     /// Records replayed from the spool since start.
     pub replayed: u64,
+    /// Records the sink refused for good (e.g. one record too large for the
+    /// server): logged by id and not retried, so that they cannot hold up
+    /// the records after them. Not counted in `written`.
+    pub rejected: u64,
     /// The latest write error, if any.
     pub last_error: Option<String>,
 }
@@ -728,6 +733,7 @@ pub fn health() -> Option<RecorderHealth> {
         retry_pending: h.retry_pending.load(Ordering::Relaxed),
         spooled: h.spooled.load(Ordering::Relaxed),
         replayed: h.replayed.load(Ordering::Relaxed),
+        rejected: h.rejected.load(Ordering::Relaxed),
         last_error: h.last_error.lock().ok().and_then(|e| e.clone()),
     })
 }
@@ -951,9 +957,28 @@ impl Worker {
     /// Writes `records` to the sink; a panic in the sink is an error.
     fn sink_write(&mut self, records: &[Record]) -> Result<(), String> {
         let sink = &mut self.sink;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.write(records)))
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.write(records)))
             .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")))
-            .map_err(|e| format!("{}: {e}", self.sink.describe()))
+            .map_err(|e| format!("{}: {e}", self.sink.describe()));
+        let rejected = self.take_rejected();
+        if res.is_ok() {
+            self.health.written.fetch_add(
+                (records.len() as u64).saturating_sub(rejected),
+                Ordering::Relaxed,
+            );
+        }
+        res
+    }
+
+    /// Counts the records the sink refused for good; returns how many.
+    fn take_rejected(&mut self) -> u64 {
+        let sink = &mut self.sink;
+        let n = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.take_rejected()))
+            .unwrap_or(0);
+        if n > 0 {
+            self.health.rejected.fetch_add(n, Ordering::Relaxed);
+        }
+        n
     }
 
     /// Replays the spool if it holds anything; true when it is empty after.
@@ -972,10 +997,13 @@ impl Worker {
         .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")));
         let left = spool.records;
         self.health.spooled.store(left, Ordering::Relaxed);
+        let rejected = self.take_rejected();
         match res {
             Ok(n) => {
                 self.health.replayed.fetch_add(n, Ordering::Relaxed);
-                self.health.written.fetch_add(n, Ordering::Relaxed);
+                self.health
+                    .written
+                    .fetch_add(n.saturating_sub(rejected), Ordering::Relaxed);
                 if n > 0 {
                     tracing::info!(records = n, "costtrace replayed the spool");
                 }
@@ -1046,9 +1074,6 @@ impl Worker {
                 self.spool_or_keep(rest);
                 return;
             }
-            self.health
-                .written
-                .fetch_add((end - start) as u64, Ordering::Relaxed);
             start = end;
         }
         self.batch.clear();

@@ -22,6 +22,15 @@ pub trait Sink: Send + 'static {
 
     /// A short description for logs and errors (`jsonl:/var/log/ct.jsonl`).
     fn describe(&self) -> String;
+
+    /// How many records the destination refused for good since the last
+    /// call: they can never be accepted (too large, invalid), so `write`
+    /// returned `Ok` for them rather than an error that would retry them
+    /// forever. The recorder counts them in
+    /// [`RecorderHealth::rejected`](crate::RecorderHealth::rejected).
+    fn take_rejected(&mut self) -> u64 {
+        0
+    }
 }
 
 /// A sink failed to write.
