@@ -316,6 +316,9 @@ impl Config {
             retry: Vec::new(),
             spool,
             spare: Vec::new(),
+            backoff: Duration::ZERO,
+            retry_at: None,
+            forced: false,
         };
         let handle = std::thread::Builder::new()
             .name("costtrace-recorder".to_owned())
@@ -827,7 +830,20 @@ struct Worker {
     /// An empty vector with capacity, swapped into a thread's buffer so the
     /// thread does not reallocate.
     spare: Vec<Event>,
+    /// The current back-off after sink failures (zero: the sink works).
+    backoff: Duration,
+    /// While the sink is failing: no attempt before this instant; batches go
+    /// straight to the spool, so a slow or hanging sink costs one timeout
+    /// per back-off period, not one per batch.
+    retry_at: Option<Instant>,
+    /// An explicit `flush()` is running: it may try the sink once even
+    /// during the back-off.
+    forced: bool,
 }
+
+/// The first back-off after a sink failure; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Worker {
     fn run(mut self) {
@@ -838,17 +854,23 @@ impl Worker {
             match self.rx.recv_deadline(next_tick) {
                 Ok(Msg::Wake) => self.drain(),
                 Ok(Msg::Flush(ack)) => {
+                    // One attempt even during the back-off: the caller asked.
+                    self.forced = true;
                     self.drain();
                     self.replay_spool();
                     self.write();
-                    let _ = self.sink.flush();
+                    self.flush_sink();
+                    self.forced = false;
                     let _ = ack.send(self.in_memory_only());
                 }
                 Ok(Msg::Shutdown(ack)) => {
+                    // During the back-off the last records go straight to
+                    // the spool: a hanging sink must not outlast the
+                    // guard's shutdown timeout with records only in memory.
                     self.drain_final();
                     self.replay_spool();
                     self.write();
-                    let _ = self.sink.flush();
+                    self.flush_sink();
                     let _ = ack.send(self.in_memory_only());
                     return;
                 }
@@ -857,13 +879,13 @@ impl Worker {
                     self.drain();
                     self.replay_spool();
                     self.write();
-                    let _ = self.sink.flush();
+                    self.flush_sink();
                     next_tick = Instant::now() + self.flush_interval;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.drain_final();
                     self.write();
-                    let _ = self.sink.flush();
+                    self.flush_sink();
                     return;
                 }
             }
@@ -941,6 +963,30 @@ impl Worker {
         }
     }
 
+    /// Whether the sink may be tried now (not backing off after a failure,
+    /// or an explicit flush).
+    fn may_try_sink(&self) -> bool {
+        self.forced || self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// The sink failed: back off (1 s, doubling up to 30 s).
+    fn sink_failed(&mut self) {
+        self.forced = false;
+        self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + self.backoff);
+    }
+
+    fn sink_worked(&mut self) {
+        self.backoff = Duration::ZERO;
+        self.retry_at = None;
+    }
+
+    fn flush_sink(&mut self) {
+        if self.may_try_sink() {
+            let _ = self.sink.flush();
+        }
+    }
+
     /// Records neither in the sink nor in the spool.
     fn in_memory_only(&self) -> u64 {
         (self.retry.len() + self.batch.len()) as u64
@@ -983,12 +1029,15 @@ impl Worker {
 
     /// Replays the spool if it holds anything; true when it is empty after.
     fn replay_spool(&mut self) -> bool {
+        if self.spool.as_ref().is_none_or(|s| s.is_empty()) {
+            return true;
+        }
+        if !self.may_try_sink() {
+            return false; // still backing off
+        }
         let Some(spool) = self.spool.as_mut() else {
             return true;
         };
-        if spool.is_empty() {
-            return true;
-        }
         let sink = &mut self.sink;
         let batch_size = self.batch_size;
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1007,10 +1056,12 @@ impl Worker {
                 if n > 0 {
                     tracing::info!(records = n, "costtrace replayed the spool");
                 }
+                self.sink_worked();
                 true
             }
             Err(e) => {
                 self.note_error(format!("{} (spool replay): {e}", self.sink.describe()));
+                self.sink_failed();
                 false
             }
         }
@@ -1055,8 +1106,9 @@ impl Worker {
             return;
         }
         // Keep order: while older records wait in the spool, new ones queue
-        // behind them.
-        if !self.replay_spool() {
+        // behind them. While backing off after a failure, they go straight
+        // to the spool too.
+        if !self.replay_spool() || !self.may_try_sink() {
             let batch = std::mem::take(&mut self.batch);
             self.spool_or_keep(batch);
             return;
@@ -1069,6 +1121,7 @@ impl Worker {
             self.batch = chunk;
             if let Err(msg) = res {
                 self.note_error(msg);
+                self.sink_failed();
                 let rest = self.batch.split_off(start);
                 self.batch.clear();
                 self.spool_or_keep(rest);
@@ -1077,5 +1130,6 @@ impl Worker {
             start = end;
         }
         self.batch.clear();
+        self.sink_worked();
     }
 }
