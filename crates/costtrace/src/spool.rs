@@ -474,10 +474,12 @@ mod tests {
         assert_eq!(b.replay(&mut up, 10).unwrap(), 1);
     }
 
+    type Hook = Box<dyn FnOnce(&Path)>;
+
     thread_local! {
         /// Runs once during the next `Spool::open`, after it locked a
         /// directory to adopt and before it reads it.
-        pub(super) static BEFORE_ADOPT: std::cell::Cell<Option<Box<dyn FnOnce(&Path)>>> =
+        pub(super) static BEFORE_ADOPT: std::cell::Cell<Option<Hook>> =
             std::cell::Cell::new(None);
     }
 
