@@ -331,11 +331,12 @@ fn read_segment(path: &Path) -> Result<Vec<Record>, SinkError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use costtrace_core::{Environment, PricingTier, ScopeRecord, Timestamp};
 
-    fn rec(i: u64) -> Record {
+    /// A scope record named `s{i}` (for the crate's unit tests).
+    pub(crate) fn rec(i: u64) -> Record {
         Record::Scope(ScopeRecord {
             id: crate::id::v7_at(i as i64 * 1000),
             parent_id: None,

@@ -138,7 +138,6 @@ impl Sink for StoreSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use costtrace_core::{Environment, PricingTier, ScopeRecord, Timestamp};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -153,22 +152,7 @@ mod tests {
         });
         let mut sink = StoreSink::open(&format!("postgres://app@127.0.0.1:{port}/c")).unwrap();
         sink.timeout = Duration::from_millis(300);
-        let rec = Record::Scope(ScopeRecord {
-            id: crate::id::v7_at(1000),
-            parent_id: None,
-            name: "s".into(),
-            attrs: Default::default(),
-            environment: Environment::Development,
-            started_at: Timestamp(0),
-            duration_ms: 1.0,
-            error_occurred: false,
-            error_message: None,
-            success_count: 0,
-            failure_count: 0,
-            errors: vec![],
-            pricing_tier: PricingTier::Standard,
-            item_count: None,
-        });
+        let rec = crate::spool::tests::rec(1);
         let t0 = Instant::now();
         let e = sink.write(&[rec]).unwrap_err();
         assert_eq!(e.message, "timed out after 300ms");
