@@ -211,6 +211,14 @@ impl<'a> Iterator for IterRev<'a> {
 
 /// The attributes of a chain of buffers given innermost first, each key once
 /// with its innermost (newest) value, sorted by key.
+/// `value` as text, never panicking: a `Display` that returns an error
+/// (which makes `to_string()` panic) leaves what it wrote before failing.
+pub(crate) fn display_string(value: &(impl fmt::Display + ?Sized)) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "{value}");
+    s
+}
+
 pub(crate) fn flatten<'a>(bufs: impl Iterator<Item = &'a AttrBuf>) -> Vec<(&'a str, &'a str)> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for b in bufs {

@@ -42,6 +42,10 @@ pub enum Error {
         "the recorder did not finish flushing within {0:?}; records still queued are written in the background"
     )]
     FlushTimeout(std::time::Duration),
+    #[error(
+        "{records} records are not delivered yet: the sink is failing and they could not be spooled (no spool, or the spool cannot be written), so they are only in memory, retried on every flush and lost if the process exits; see costtrace::health()"
+    )]
+    NotDelivered { records: u64 },
     #[error("could not start the recorder thread: {0}")]
     Thread(#[source] std::io::Error),
 }

@@ -7,8 +7,13 @@
 //! and sends one batch at a time). `https://` uses rustls (ring) and checks
 //! the server against the Mozilla roots (webpki-roots), plus the PEM
 //! certificates in `COSTTRACE_CA_FILE` when set (a private CA in front of the
-//! server). Any failure (connection refused, TLS, timeout, 5xx, 401, 413) is
-//! a sink error: the batch goes to the spool and is replayed later.
+//! server). A failure that may pass (connection refused, TLS, timeout, 5xx,
+//! 401, 403, 404, 407, 408, 429) is a sink error: the batch goes to the spool
+//! and is replayed later. A batch the server refuses for what it holds (413
+//! too large, or another 4xx) is split in halves, each sent on its own, down
+//! to single records; a single record still refused can never be accepted:
+//! it is counted as rejected (see [`crate::RecorderHealth::rejected`]) and
+//! logged by id (never its attributes), and delivery goes on without it.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -32,6 +37,8 @@ pub struct HttpSink {
     api_key: Option<String>,
     /// `Some` for `https://`.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Records refused for good since the last `take_rejected`.
+    rejected: u64,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -82,6 +89,7 @@ impl HttpSink {
             path: path.to_owned(),
             api_key: api_key.filter(|k| !k.trim().is_empty()),
             tls,
+            rejected: 0,
         })
     }
 
@@ -144,8 +152,18 @@ impl HttpSink {
     }
 }
 
+/// Whether a 4xx answer says something about the records sent (so sending
+/// them again can never succeed), rather than about the server, the network
+/// or the configuration (the API key, the URL), which may be fixed later.
+fn refuses_the_records(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 401 | 403 | 404 | 407 | 408 | 429)
+}
+
 impl Sink for HttpSink {
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let body = serde_json::to_vec(records).map_err(|e| SinkError::new(e.to_string()))?;
         let (status, answer) = self.post(&body).map_err(SinkError::new)?;
         match status {
@@ -155,6 +173,7 @@ impl Sink for HttpSink {
                     && !rej.is_empty()
                 {
                     // Invalid records never become valid by retrying.
+                    self.rejected += rej.len() as u64;
                     tracing::warn!(
                         rejected = rej.len(),
                         "costtrace server rejected records: {}",
@@ -165,7 +184,25 @@ impl Sink for HttpSink {
             }
             // Nothing in the batch was valid: retrying cannot help either.
             422 => {
+                self.rejected += records.len() as u64;
                 tracing::warn!("costtrace server rejected a whole batch: {answer}");
+                Ok(())
+            }
+            // Too large, or refused for what it holds: send each half on its
+            // own, so that one bad record cannot hold up the others.
+            _ if refuses_the_records(status) && records.len() > 1 => {
+                let (a, b) = records.split_at(records.len() / 2);
+                self.write(a)?;
+                self.write(b)
+            }
+            _ if refuses_the_records(status) => {
+                self.rejected += 1;
+                let detail: String = answer.chars().take(200).collect();
+                tracing::error!(
+                    record = %records[0].key(),
+                    status,
+                    "costtrace server refused a record for good; it is dropped: {detail}"
+                );
                 Ok(())
             }
             _ => {
@@ -175,6 +212,10 @@ impl Sink for HttpSink {
                 )))
             }
         }
+    }
+
+    fn take_rejected(&mut self) -> u64 {
+        std::mem::take(&mut self.rejected)
     }
 
     fn describe(&self) -> String {

@@ -35,6 +35,17 @@
 //! (`api_key`, `password`, `token`, `authorization`, …) and values that look
 //! like one (`sk-…`, `Bearer …`): the key is kept, the value becomes
 //! `[REDACTED]` (see [`costtrace_core::secrets`]).
+//!
+//! ## Delivery
+//! When the sink fails, batches go (fsynced) to a local spool and are
+//! replayed in order once it works again; after a failure the recorder backs
+//! off (1 s doubling to 30 s) and spools without trying the sink meanwhile,
+//! so a hanging sink never stalls it for long. [`flush`] is an
+//! [`Error::NotDelivered`] while records are only in memory (no spool, or
+//! the spool cannot be written). A record the destination can never accept
+//! (e.g. one too large for the server) is counted in
+//! [`RecorderHealth::rejected`], logged by id and skipped. Sink URLs appear
+//! in logs, errors and `Debug` with their passwords hidden.
 
 mod attrs;
 mod context;

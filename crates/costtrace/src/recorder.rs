@@ -63,8 +63,14 @@ pub struct Config {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The sink's description, with any password hidden; never the raw
+        // URL.
+        let sink = match &self.custom_sink {
+            Some(s) => s.describe(),
+            None => self.sink.to_string(),
+        };
         f.debug_struct("Config")
-            .field("sink", &self.sink)
+            .field("sink", &sink)
             .field("environment", &self.environment)
             .field("queue_capacity", &self.queue_capacity)
             .field("batch_size", &self.batch_size)
@@ -310,6 +316,9 @@ impl Config {
             retry: Vec::new(),
             spool,
             spare: Vec::new(),
+            backoff: Duration::ZERO,
+            retry_at: None,
+            forced: false,
         };
         let handle = std::thread::Builder::new()
             .name("costtrace-recorder".to_owned())
@@ -391,8 +400,9 @@ fn global() -> Option<Arc<Shared>> {
 enum Msg {
     /// A thread's buffer reached the batch size.
     Wake,
-    Flush(Sender<()>),
-    Shutdown(Sender<()>),
+    /// Answered with the number of records left only in memory.
+    Flush(Sender<u64>),
+    Shutdown(Sender<u64>),
 }
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -683,6 +693,7 @@ struct Health {
     retry_pending: AtomicU64,
     spooled: AtomicU64,
     replayed: AtomicU64,
+    rejected: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -705,6 +716,10 @@ pub struct RecorderHealth {
     pub spooled: u64,
     /// Records replayed from the spool since start.
     pub replayed: u64,
+    /// Records the sink refused for good (e.g. one record too large for the
+    /// server): logged by id and not retried, so that they cannot hold up
+    /// the records after them. Not counted in `written`.
+    pub rejected: u64,
     /// The latest write error, if any.
     pub last_error: Option<String>,
 }
@@ -721,22 +736,37 @@ pub fn health() -> Option<RecorderHealth> {
         retry_pending: h.retry_pending.load(Ordering::Relaxed),
         spooled: h.spooled.load(Ordering::Relaxed),
         replayed: h.replayed.load(Ordering::Relaxed),
+        rejected: h.rejected.load(Ordering::Relaxed),
         last_error: h.last_error.lock().ok().and_then(|e| e.clone()),
     })
 }
 
-/// Writes everything queued so far, waiting at most `timeout`.
+/// Writes everything queued so far to the sink, or to the spool when the
+/// sink fails, waiting at most `timeout`.
+///
+/// [`Error::NotDelivered`] when some records could be put neither in the sink
+/// nor in the spool (the sink fails and there is no spool, or the spool
+/// cannot be written): they are kept in memory and retried, but would be
+/// lost if the process ended now.
 pub fn flush_timeout(timeout: Duration) -> Result<(), Error> {
     let s = global().ok_or(Error::NotInitialized)?;
-    request(&s.control, Msg::Flush, timeout)
+    match request(&s.control, Msg::Flush, timeout)? {
+        0 => Ok(()),
+        records => Err(Error::NotDelivered { records }),
+    }
 }
 
-/// Writes everything queued so far, waiting at most five seconds.
+/// Writes everything queued so far, waiting at most five seconds; see
+/// [`flush_timeout`].
 pub fn flush() -> Result<(), Error> {
     flush_timeout(Duration::from_secs(5))
 }
 
-fn request(tx: &Sender<Msg>, make: fn(Sender<()>) -> Msg, timeout: Duration) -> Result<(), Error> {
+fn request(
+    tx: &Sender<Msg>,
+    make: fn(Sender<u64>) -> Msg,
+    timeout: Duration,
+) -> Result<u64, Error> {
     let deadline = Instant::now() + timeout;
     let (ack_tx, ack_rx) = bounded(1);
     tx.send_deadline(make(ack_tx), deadline)
@@ -772,7 +802,10 @@ impl Drop for InitGuard {
             }
         }
         match request(&self.shared.control, Msg::Shutdown, self.shutdown_timeout) {
-            Ok(()) => {
+            Ok(left) => {
+                if left > 0 {
+                    tracing::error!("costtrace: {}", Error::NotDelivered { records: left });
+                }
                 if let Some(t) = self.thread.take() {
                     let _ = t.join();
                 }
@@ -797,7 +830,20 @@ struct Worker {
     /// An empty vector with capacity, swapped into a thread's buffer so the
     /// thread does not reallocate.
     spare: Vec<Event>,
+    /// The current back-off after sink failures (zero: the sink works).
+    backoff: Duration,
+    /// While the sink is failing: no attempt before this instant; batches go
+    /// straight to the spool, so a slow or hanging sink costs one timeout
+    /// per back-off period, not one per batch.
+    retry_at: Option<Instant>,
+    /// An explicit `flush()` is running: it may try the sink once even
+    /// during the back-off.
+    forced: bool,
 }
+
+/// The first back-off after a sink failure; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Worker {
     fn run(mut self) {
@@ -808,18 +854,24 @@ impl Worker {
             match self.rx.recv_deadline(next_tick) {
                 Ok(Msg::Wake) => self.drain(),
                 Ok(Msg::Flush(ack)) => {
+                    // One attempt even during the back-off: the caller asked.
+                    self.forced = true;
                     self.drain();
                     self.replay_spool();
                     self.write();
-                    let _ = self.sink.flush();
-                    let _ = ack.send(());
+                    self.flush_sink();
+                    self.forced = false;
+                    let _ = ack.send(self.in_memory_only());
                 }
                 Ok(Msg::Shutdown(ack)) => {
+                    // During the back-off the last records go straight to
+                    // the spool: a hanging sink must not outlast the
+                    // guard's shutdown timeout with records only in memory.
                     self.drain_final();
                     self.replay_spool();
                     self.write();
-                    let _ = self.sink.flush();
-                    let _ = ack.send(());
+                    self.flush_sink();
+                    let _ = ack.send(self.in_memory_only());
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -827,13 +879,13 @@ impl Worker {
                     self.drain();
                     self.replay_spool();
                     self.write();
-                    let _ = self.sink.flush();
+                    self.flush_sink();
                     next_tick = Instant::now() + self.flush_interval;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.drain_final();
                     self.write();
-                    let _ = self.sink.flush();
+                    self.flush_sink();
                     return;
                 }
             }
@@ -911,6 +963,35 @@ impl Worker {
         }
     }
 
+    /// Whether the sink may be tried now (not backing off after a failure,
+    /// or an explicit flush).
+    fn may_try_sink(&self) -> bool {
+        self.forced || self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// The sink failed: back off (1 s, doubling up to 30 s).
+    fn sink_failed(&mut self) {
+        self.forced = false;
+        self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + self.backoff);
+    }
+
+    fn sink_worked(&mut self) {
+        self.backoff = Duration::ZERO;
+        self.retry_at = None;
+    }
+
+    fn flush_sink(&mut self) {
+        if self.may_try_sink() {
+            let _ = self.sink.flush();
+        }
+    }
+
+    /// Records neither in the sink nor in the spool.
+    fn in_memory_only(&self) -> u64 {
+        (self.retry.len() + self.batch.len()) as u64
+    }
+
     fn note_error(&self, msg: String) {
         self.health.failed_writes.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("costtrace could not write records: {msg}");
@@ -922,19 +1003,41 @@ impl Worker {
     /// Writes `records` to the sink; a panic in the sink is an error.
     fn sink_write(&mut self, records: &[Record]) -> Result<(), String> {
         let sink = &mut self.sink;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.write(records)))
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.write(records)))
             .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")))
-            .map_err(|e| format!("{}: {e}", self.sink.describe()))
+            .map_err(|e| format!("{}: {e}", self.sink.describe()));
+        let rejected = self.take_rejected();
+        if res.is_ok() {
+            self.health.written.fetch_add(
+                (records.len() as u64).saturating_sub(rejected),
+                Ordering::Relaxed,
+            );
+        }
+        res
+    }
+
+    /// Counts the records the sink refused for good; returns how many.
+    fn take_rejected(&mut self) -> u64 {
+        let sink = &mut self.sink;
+        let n = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.take_rejected()))
+            .unwrap_or(0);
+        if n > 0 {
+            self.health.rejected.fetch_add(n, Ordering::Relaxed);
+        }
+        n
     }
 
     /// Replays the spool if it holds anything; true when it is empty after.
     fn replay_spool(&mut self) -> bool {
+        if self.spool.as_ref().is_none_or(|s| s.is_empty()) {
+            return true;
+        }
+        if !self.may_try_sink() {
+            return false; // still backing off
+        }
         let Some(spool) = self.spool.as_mut() else {
             return true;
         };
-        if spool.is_empty() {
-            return true;
-        }
         let sink = &mut self.sink;
         let batch_size = self.batch_size;
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -943,17 +1046,22 @@ impl Worker {
         .unwrap_or_else(|_| Err(crate::sink::SinkError::new("the sink panicked")));
         let left = spool.records;
         self.health.spooled.store(left, Ordering::Relaxed);
+        let rejected = self.take_rejected();
         match res {
             Ok(n) => {
                 self.health.replayed.fetch_add(n, Ordering::Relaxed);
-                self.health.written.fetch_add(n, Ordering::Relaxed);
+                self.health
+                    .written
+                    .fetch_add(n.saturating_sub(rejected), Ordering::Relaxed);
                 if n > 0 {
                     tracing::info!(records = n, "costtrace replayed the spool");
                 }
+                self.sink_worked();
                 true
             }
             Err(e) => {
                 self.note_error(format!("{} (spool replay): {e}", self.sink.describe()));
+                self.sink_failed();
                 false
             }
         }
@@ -998,8 +1106,9 @@ impl Worker {
             return;
         }
         // Keep order: while older records wait in the spool, new ones queue
-        // behind them.
-        if !self.replay_spool() {
+        // behind them. While backing off after a failure, they go straight
+        // to the spool too.
+        if !self.replay_spool() || !self.may_try_sink() {
             let batch = std::mem::take(&mut self.batch);
             self.spool_or_keep(batch);
             return;
@@ -1012,16 +1121,15 @@ impl Worker {
             self.batch = chunk;
             if let Err(msg) = res {
                 self.note_error(msg);
+                self.sink_failed();
                 let rest = self.batch.split_off(start);
                 self.batch.clear();
                 self.spool_or_keep(rest);
                 return;
             }
-            self.health
-                .written
-                .fetch_add((end - start) as u64, Ordering::Relaxed);
             start = end;
         }
         self.batch.clear();
+        self.sink_worked();
     }
 }

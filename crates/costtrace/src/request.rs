@@ -68,7 +68,7 @@ pub fn request(request_id: impl Into<String>) -> RequestBuilder {
 macro_rules! setters {
     ($($name:ident),*) => {$(
         pub fn $name(mut self, v: impl fmt::Display) -> Self {
-            self.rec.$name = Some(v.to_string());
+            self.rec.$name = Some(crate::attrs::display_string(&v));
             self
         }
     )*};
@@ -207,14 +207,16 @@ impl ActiveRequest {
     /// upload's `doc_id` is known only after indexing).
     pub fn set_doc_id(&self, doc_id: impl fmt::Display) {
         if let Ok(mut f) = self.inner.fields.lock() {
-            f.doc_id = Some(doc_id.to_string());
+            f.doc_id = Some(crate::attrs::display_string(&doc_id));
         }
     }
 
     /// Records the end (seed 004's `end_request`). Only the first call counts.
     pub fn end(&self, status_code: u16, error_message: Option<impl fmt::Display>) {
-        self.inner
-            .end(status_code, error_message.map(|e| e.to_string()));
+        self.inner.end(
+            status_code,
+            error_message.map(|e| crate::attrs::display_string(&e)),
+        );
     }
 }
 

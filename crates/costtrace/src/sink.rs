@@ -22,6 +22,15 @@ pub trait Sink: Send + 'static {
 
     /// A short description for logs and errors (`jsonl:/var/log/ct.jsonl`).
     fn describe(&self) -> String;
+
+    /// How many records the destination refused for good since the last
+    /// call: they can never be accepted (too large, invalid), so `write`
+    /// returned `Ok` for them rather than an error that would retry them
+    /// forever. The recorder counts them in
+    /// [`RecorderHealth::rejected`](crate::RecorderHealth::rejected).
+    fn take_rejected(&mut self) -> u64 {
+        0
+    }
 }
 
 /// A sink failed to write.
@@ -45,8 +54,9 @@ impl From<io::Error> for SinkError {
     }
 }
 
-/// A sink named by a string, as in `COSTTRACE_SINK`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A sink named by a string, as in `COSTTRACE_SINK`. Its `Debug` and
+/// `Display` hide passwords (see [`SinkSpec::Store`]).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SinkSpec {
     /// `jsonl:PATH`: one JSON record per line, appended.
@@ -96,7 +106,7 @@ impl SinkSpec {
                         .as_deref(),
                 )
                 .map_err(|reason| crate::Error::InvalidSink {
-                    value: url.clone(),
+                    value: redact_url(url),
                     reason,
                 })?,
             ),
@@ -106,15 +116,30 @@ impl SinkSpec {
     }
 }
 
+impl fmt::Debug for SinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The redacted description only: a derived Debug would print the
+        // URL with its password.
+        match self {
+            SinkSpec::Jsonl(p) => f.debug_tuple("Jsonl").field(p).finish(),
+            SinkSpec::Stdout => f.write_str("Stdout"),
+            SinkSpec::None => f.write_str("None"),
+            SinkSpec::Http(url) => f.debug_tuple("Http").field(&redact_url(url)).finish(),
+            #[cfg(feature = "store")]
+            SinkSpec::Store(url) => f.debug_tuple("Store").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
 impl fmt::Display for SinkSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SinkSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
             SinkSpec::Stdout => f.write_str("stdout"),
             SinkSpec::None => f.write_str("none"),
-            SinkSpec::Http(url) => f.write_str(url),
+            SinkSpec::Http(url) => f.write_str(&redact_url(url)),
             #[cfg(feature = "store")]
-            SinkSpec::Store(url) => f.write_str(&crate::store_sink::redact_url(url)),
+            SinkSpec::Store(url) => f.write_str(&redact_url(url)),
         }
     }
 }
@@ -124,7 +149,7 @@ impl FromStr for SinkSpec {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |reason: &str| crate::Error::InvalidSink {
-            value: s.to_owned(),
+            value: redact_url(s),
             reason: reason.to_owned(),
         };
         let s = s.trim();
@@ -158,6 +183,129 @@ impl FromStr for SinkSpec {
             )),
         }
     }
+}
+
+/// A sink URL or connection string fit for logs, errors and `Debug`: the
+/// password of `scheme://user:secret@host` becomes `***`, and so does the
+/// value of every parameter whose name suggests a secret (`password=`,
+/// `sslpassword=`, `token=`, `key=` …), in a URL's query string
+/// (`?password=s3cret`) as in a key=value connection string
+/// (`host=db password='s3 cr3t'`).
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return redact_params(url, |c| c.is_whitespace());
+    };
+    // The user info ends at the last '@' (a password may hold an '@').
+    let (userinfo, tail) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            // Whatever is not plainly a user name is hidden too.
+            Some((user, _)) if !user.contains(['/', '?', '#', '&', '=']) => {
+                out.push_str(user);
+                out.push_str(":***@");
+            }
+            None if !userinfo.contains(['/', '?', '#', '&', '=']) => {
+                out.push_str(userinfo);
+                out.push('@');
+            }
+            _ => out.push_str("***@"),
+        }
+    }
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            out.push_str(&redact_params(query, |c| c == '&' || c == '#'));
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+/// Whether a parameter with this name holds a secret.
+fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// Replaces the values of secret `name=value` parameters in `s` with `***`.
+/// Parameters are separated by characters for which `sep` is true; a value
+/// may be single-quoted (libpq style, `\'` escapes a quote) and the `=` may
+/// have spaces around it.
+fn redact_params(s: &str, sep: impl Fn(char) -> bool) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if sep(chars[i]) {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // A parameter name, then optional spaces, '=', optional spaces.
+        let name_start = i;
+        while i < chars.len() && !sep(chars[i]) && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let name: String = chars[name_start..i].iter().collect();
+        let mut j = i;
+        while j < chars.len() && chars[j].is_whitespace() && chars[j] != '=' {
+            j += 1;
+        }
+        if j >= chars.len() || chars[j] != '=' {
+            // Not a parameter: copy what was read.
+            out.extend(&chars[name_start..j]);
+            if j == name_start {
+                out.push(chars[j]);
+                j += 1;
+            }
+            i = j;
+            continue;
+        }
+        j += 1;
+        while j < chars.len() && chars[j].is_whitespace() {
+            j += 1;
+        }
+        // The value: quoted, or up to the next separator.
+        let value_start = j;
+        if j < chars.len() && chars[j] == '\'' {
+            j += 1;
+            while j < chars.len() && chars[j] != '\'' {
+                if chars[j] == '\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            j = (j + 1).min(chars.len());
+        } else {
+            while j < chars.len() && !sep(chars[j]) {
+                j += 1;
+            }
+        }
+        out.push_str(&name);
+        if is_secret_param(&name) {
+            out.push_str("=***");
+        } else {
+            out.push('=');
+            out.extend(&chars[value_start..j]);
+        }
+        i = j;
+    }
+    out
 }
 
 /// JSON Lines to a file (appended) or to standard output.
@@ -249,5 +397,63 @@ mod tests {
         let e = "kafka://x".parse::<SinkSpec>().unwrap_err().to_string();
         assert!(e.contains("kafka://x") && e.contains("jsonl:PATH"), "{e}");
         assert!("jsonl:".parse::<SinkSpec>().is_err());
+    }
+
+    #[test]
+    fn passwords_in_urls_and_connection_strings_are_hidden() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/costs",
+                "postgres://app:***@db:5432/costs",
+            ),
+            (
+                "postgres://app@db/c?password=s3cret",
+                "postgres://app@db/c?password=***",
+            ),
+            (
+                "postgres://app@db/c?sslmode=require&sslpassword=s3cret&application_name=x",
+                "postgres://app@db/c?sslmode=require&sslpassword=***&application_name=x",
+            ),
+            (
+                "postgresql://app:p@ss/w?rd@db/c?PassWord=s3cret#frag",
+                "postgresql://app:***@db/c?PassWord=***#frag",
+            ),
+            ("postgres://db/c?x=1&password=a@b", "postgres://***@b"),
+            (
+                "host=db user=app password=s3cret dbname=c",
+                "host=db user=app password=*** dbname=c",
+            ),
+            (
+                "host=db password = 's3 \\'cret' sslpassword=s3cret port=5432",
+                "host=db password=*** sslpassword=*** port=5432",
+            ),
+            ("sqlite:./costtrace.db", "sqlite:./costtrace.db"),
+            (
+                "http://127.0.0.1:8000/api/ingest?token=s3cret",
+                "http://127.0.0.1:8000/api/ingest?token=***",
+            ),
+        ];
+        for (url, want) in cases {
+            let got = redact_url(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("s3"), "{got}");
+        }
+    }
+
+    #[test]
+    fn sink_spec_debug_and_display_hide_passwords() {
+        let spec = "postgres://app:s3cret@db/c?sslpassword=t0psecret"
+            .parse::<SinkSpec>()
+            .unwrap();
+        assert_eq!(
+            format!("{spec:?}"),
+            r#"Store("postgres://app:***@db/c?sslpassword=***")"#
+        );
+        assert_eq!(spec.to_string(), "postgres://app:***@db/c?sslpassword=***");
+        let e = "http://user:s3cret@x/api/ingest"
+            .parse::<SinkSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && e.contains("user:***@x"), "{e}");
     }
 }

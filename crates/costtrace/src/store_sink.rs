@@ -5,12 +5,17 @@
 //! and reconnected after errors: a database that is down at start-up or goes
 //! down later makes writes fail, and the recorder spools them until it is
 //! back. Writes are idempotent by record id, so spool replays never count a
-//! record twice.
+//! record twice. Connecting and each write give up after ten seconds (as the
+//! HTTP sink does): a database that hangs is an error, and the records go to
+//! the spool instead of stalling the recorder.
 
 use costtrace_core::Record;
 use costtrace_store::{AnyStore, Store};
 
 use crate::sink::{Sink, SinkError};
+
+/// How long connecting or one write may take.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Writes records into a costtrace store.
 pub struct StoreSink {
@@ -19,6 +24,7 @@ pub struct StoreSink {
     rt: Option<tokio::runtime::Runtime>,
     url: String,
     store: Option<AnyStore>,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for StoreSink {
@@ -29,16 +35,7 @@ impl std::fmt::Debug for StoreSink {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub(crate) fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((creds, host)) = rest.split_once('@')
-        && let Some((user, _)) = creds.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_owned()
-}
+pub(crate) use crate::sink::redact_url;
 
 impl StoreSink {
     /// Opens `url`. SQLite is opened now (a bad path is an error at start-up);
@@ -58,6 +55,7 @@ impl StoreSink {
                     rt: Some(rt),
                     url,
                     store: None,
+                    timeout: TIMEOUT,
                 };
                 if !is_postgres(&sink.url) {
                     let shown = redact_url(&sink.url);
@@ -84,10 +82,18 @@ impl StoreSink {
         }
     }
 
+    /// Runs `f` on the sink's runtime, an error after the timeout.
+    fn block_on_timeout<F: std::future::Future>(&self, f: F) -> Result<F::Output, SinkError> {
+        let timeout = self.timeout;
+        // The timer is made inside the runtime (it needs its clock).
+        self.block_on(async move { tokio::time::timeout(timeout, f).await })?
+            .map_err(|_| SinkError::new(format!("timed out after {timeout:?}")))
+    }
+
     fn connect(&mut self) -> Result<&AnyStore, SinkError> {
         if self.store.is_none() {
             let store = self
-                .block_on(AnyStore::open(&self.url))?
+                .block_on_timeout(AnyStore::open(&self.url))?
                 .map_err(|e| SinkError::new(e.to_string()))?;
             self.store = Some(store);
         }
@@ -112,16 +118,16 @@ pub(crate) fn is_postgres(url: &str) -> bool {
 impl Sink for StoreSink {
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         let store = self.connect()?.clone();
-        match self.block_on(store.insert_records(records))? {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // Reconnect next time (PostgreSQL may have restarted).
-                if is_postgres(&self.url) {
-                    self.store = None;
-                }
-                Err(SinkError::new(e.to_string()))
-            }
+        let res = match self.block_on_timeout(store.insert_records(records)) {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => SinkError::new(e.to_string()),
+            Err(e) => e,
+        };
+        // Reconnect next time (PostgreSQL may have restarted, or hang).
+        if is_postgres(&self.url) {
+            self.store = None;
         }
+        Err(res)
     }
 
     fn describe(&self) -> String {
@@ -131,6 +137,28 @@ impl Sink for StoreSink {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_database_that_never_answers_is_an_error_after_the_timeout() {
+        // Accepts connections and never says a word.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _keep = std::thread::spawn(move || {
+            let conns: Vec<_> = listener.incoming().take(2).collect();
+            std::thread::sleep(Duration::from_secs(30));
+            drop(conns);
+        });
+        let mut sink = StoreSink::open(&format!("postgres://app@127.0.0.1:{port}/c")).unwrap();
+        sink.timeout = Duration::from_millis(300);
+        let rec = crate::spool::tests::rec(1);
+        let t0 = Instant::now();
+        let e = sink.write(&[rec]).unwrap_err();
+        assert_eq!(e.message, "timed out after 300ms");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+
     #[test]
     fn urls_lose_their_password_in_logs() {
         assert_eq!(

@@ -217,7 +217,7 @@ impl Usage {
         value: impl std::fmt::Display,
     ) -> Self {
         let key = key.into();
-        let value = value.to_string();
+        let value = crate::attrs::display_string(&value);
         let attrs = &mut self.more().attrs;
         match attrs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,

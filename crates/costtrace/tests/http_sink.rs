@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The `http://…/api/ingest` sink against a real costtrace server on loopback.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use costtrace::{Config, Usage};
@@ -291,4 +291,103 @@ fn https_ingest_through_a_tls_proxy_with_a_private_ca() {
         15 * 3_000_000,
         "ten replayed and five new records, once each"
     );
+}
+
+/// A stand-in ingest server that answers 413 to any body over `limit` bytes
+/// and accepts the others. Returns its port and the keys of the records it
+/// accepted, in order.
+fn size_limited_server(limit: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let keys = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let mut conn = conn.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 16 * 1024];
+            let (head_len, body_len) = loop {
+                let n = conn.read(&mut chunk).unwrap();
+                assert!(n > 0, "the client closed before sending its headers");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .unwrap()
+                        .trim()
+                        .parse::<usize>()
+                        .unwrap();
+                    break (i + 4, len);
+                }
+            };
+            while buf.len() < head_len + body_len {
+                let n = conn.read(&mut chunk).unwrap();
+                assert!(n > 0);
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = &buf[head_len..head_len + body_len];
+            let (status, answer) = if body_len > limit {
+                (413, r#"{"error":"payload too large"}"#)
+            } else {
+                let records: Vec<costtrace::Record> = serde_json::from_slice(body).unwrap();
+                keys.lock().unwrap().extend(records.iter().map(|r| r.key()));
+                (200, r#"{"rejected":[]}"#)
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn an_oversized_batch_is_split_and_a_record_too_large_for_the_server_does_not_block_the_rest() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (port, accepted) = size_limited_server(6_000);
+    let guard = Config::new()
+        .sink(
+            format!("http://127.0.0.1:{port}/api/ingest")
+                .parse()
+                .unwrap(),
+        )
+        .spool_dir(dir.path().join("spool"))
+        .flush_interval(Duration::from_secs(60))
+        .init()
+        .unwrap();
+    let small = |i: u64| costtrace::record(Usage::service("transformer").units("chunks", i));
+    // Together far over the limit, each well under it.
+    let mut ids: Vec<String> = (0..30).map(|i| small(i).to_string()).collect();
+    let huge = costtrace::record(
+        Usage::service("transformer")
+            .units("chunks", 1)
+            .attr("blob", "x".repeat(10_000)),
+    );
+    ids.extend((30..60).map(|i| small(i).to_string()));
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!(
+        (h.written, h.rejected, h.spooled, h.failed_writes),
+        (60, 1, 0, 0),
+        "{h:?}"
+    );
+    assert_eq!(
+        *accepted.lock().unwrap(),
+        ids,
+        "every other record, in order"
+    );
+    // Later records are not held up.
+    let later = small(99).to_string();
+    costtrace::flush().unwrap();
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.last(), Some(&later));
+    assert!(!got.contains(&huge.to_string()));
+    assert_eq!(costtrace::health().unwrap().rejected, 1);
+    drop(guard);
 }

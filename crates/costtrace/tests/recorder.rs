@@ -273,6 +273,131 @@ fn failed_and_panicking_writes_are_retried_and_nothing_is_written_twice() {
     assert_eq!(got, ids, "every record exactly once");
 }
 
+/// While `down`, each write takes `delay` and then fails (a database that
+/// hangs until its timeout); then it works.
+struct SlowThenUp {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    delay: Duration,
+    attempts: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<uuid::Uuid>>>,
+}
+
+impl Sink for SlowThenUp {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        if self.down.load(Ordering::SeqCst) {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+            return Err(SinkError::new("timed out"));
+        }
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(records.iter().map(|r| r.as_usage().unwrap().id));
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+/// Polls `health()` until `done` holds or `within` passed; returns the last.
+fn wait_for(
+    within: Duration,
+    done: impl Fn(&costtrace::RecorderHealth) -> bool,
+) -> costtrace::RecorderHealth {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let h = costtrace::health().unwrap();
+        if done(&h) || std::time::Instant::now() > deadline {
+            return h;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_slow_failing_sink_is_backed_off_and_batches_go_straight_to_the_spool() {
+    let _s = serial();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let guard = cfg()
+        .custom_sink(SlowThenUp {
+            down: down.clone(),
+            delay: Duration::from_millis(300),
+            attempts: attempts.clone(),
+            seen: seen.clone(),
+        })
+        .batch_size(10)
+        .flush_interval(Duration::from_millis(10))
+        .init()
+        .unwrap();
+    let mut ids = Vec::new();
+    for burst in 0..20 {
+        for i in 0..10 {
+            ids.push(costtrace::record(
+                Usage::llm("openai", "gpt-4o").input_tokens(burst * 10 + i),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Without a back-off every batch would wait 300 ms for the sink: 6 s.
+    let h = wait_for(Duration::from_millis(1500), |h| h.spooled == 200);
+    assert_eq!(
+        (h.spooled, h.dropped, h.retry_pending),
+        (200, 0, 0),
+        "{h:?}"
+    );
+    assert!(attempts.load(Ordering::SeqCst) <= 3, "{h:?}");
+    // The sink recovers: the next attempt (within the back-off) replays.
+    down.store(false, Ordering::SeqCst);
+    let h = wait_for(Duration::from_secs(10), |h| h.written == 200);
+    assert_eq!((h.written, h.spooled, h.replayed), (200, 0, 200), "{h:?}");
+    drop(guard);
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every record exactly once");
+}
+
+/// A sink that is always down.
+struct AlwaysErr;
+
+impl Sink for AlwaysErr {
+    fn write(&mut self, _records: &[Record]) -> Result<(), SinkError> {
+        Err(SinkError::new("database is down"))
+    }
+    fn describe(&self) -> String {
+        "always-err".into()
+    }
+}
+
+#[test]
+fn flush_is_an_error_while_records_are_only_in_memory() {
+    let _s = serial();
+    let guard = Config::new()
+        .no_spool()
+        .custom_sink(AlwaysErr)
+        .flush_interval(Duration::from_secs(60))
+        .init()
+        .unwrap();
+    costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(1));
+    let e = costtrace::flush().unwrap_err();
+    assert!(
+        matches!(e, costtrace::Error::NotDelivered { records: 1 }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().starts_with("1 records are not delivered"),
+        "{e}"
+    );
+    let e = costtrace::flush_timeout(Duration::from_secs(5)).unwrap_err();
+    assert!(
+        matches!(e, costtrace::Error::NotDelivered { records: 1 }),
+        "{e}"
+    );
+    assert_eq!(costtrace::health().unwrap().retry_pending, 1);
+    drop(guard);
+}
+
 #[test]
 #[allow(unsafe_code)]
 fn environment_comes_from_the_environment_and_bad_values_are_errors() {

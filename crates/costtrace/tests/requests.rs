@@ -135,3 +135,35 @@ fn a_background_task_records_inside_the_request_and_ends_it() {
         assert_eq!(cap.usages()[0].attrs["request_id"], "req_bg");
     });
 }
+
+/// Writes a prefix, then fails, as a `Display` over a broken source may.
+struct FailingDisplay;
+
+impl std::fmt::Display for FailingDisplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("part")?;
+        Err(std::fmt::Error)
+    }
+}
+
+#[test]
+fn a_display_that_fails_never_panics_the_caller() {
+    let cap = capture();
+    let outcome = std::panic::catch_unwind(|| {
+        costtrace::record(Usage::service("transformer").attr("broken", FailingDisplay));
+        let req = costtrace::request("r_display")
+            .task_id(FailingDisplay)
+            .start();
+        req.set_doc_id(FailingDisplay);
+        req.end(500, Some(FailingDisplay));
+    });
+    assert!(outcome.is_ok(), "recording panicked");
+    assert_eq!(cap.usages()[0].attrs["broken"], "part");
+    let end = requests(&cap)
+        .into_iter()
+        .find(|r| r.status_code.is_some())
+        .unwrap();
+    assert_eq!(end.task_id.as_deref(), Some("part"));
+    assert_eq!(end.doc_id.as_deref(), Some("part"));
+    assert_eq!(end.error_message.as_deref(), Some("part"));
+}

@@ -60,3 +60,18 @@ fn panic_messages_are_redacted_too() {
         Some("panicked: bad key [REDACTED]")
     );
 }
+
+#[test]
+fn config_debug_shows_the_sink_without_its_password() {
+    for url in [
+        "postgres://app:s3cret@db/costs",
+        "postgres://app@db/costs?password=s3cret",
+        "postgres://app@db/costs?sslmode=require&sslpassword=s3cret",
+    ] {
+        let config = costtrace::Config::new().sink(url.parse().unwrap());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("sink: \"postgres://app"), "{shown}");
+        assert!(shown.contains("@db/costs"), "{shown}");
+    }
+}
