@@ -100,6 +100,14 @@ impl OpenAiClient {
 
     /// Any JSON `POST` (`path` from the base URL: `/responses`, `/moderations`
     /// …); metered when it is one of the metered APIs.
+    ///
+    /// The body is sent as `serde_json` serialises it. Without serde_json's
+    /// `preserve_order` feature a `Value`'s object keys are sorted when it is
+    /// built (`json!` included), which reorders a JSON schema's `properties`
+    /// — and models follow that order in structured output. Enable
+    /// `serde_json = { features = ["preserve_order"] }` in your application
+    /// when the order matters; this client keeps whatever order it is given.
+    /// (The gateway never re-serialises a body: it only inserts bytes.)
     pub async fn json(&self, path: &str, mut body: Value) -> Result<Value, ClientError> {
         self.add_ids(path, &mut body);
         self.core.json(path, body).await
