@@ -11,7 +11,7 @@ use clap::Args;
 use costtrace_gateway::{Gateway, GatewayConfig, StoreKeys, Upstream};
 use costtrace_store::AnyStore;
 
-use crate::{Outcome, load_catalogue};
+use crate::{Outcome, exit, load_catalogue};
 
 /// `costtrace gateway --listen 127.0.0.1:8080 --upstream openai=https://api.openai.com …`
 #[derive(Debug, Args)]
@@ -72,7 +72,16 @@ pub(crate) fn run(args: &GatewayArgs, prices: Option<&PathBuf>) -> anyhow::Resul
             Some(url) => {
                 let store = AnyStore::open(url)
                     .await
-                    .with_context(|| format!("opening the key store {url}"))?;
+                    .map_err(|e| {
+                        let code = match e {
+                            costtrace_store::StoreError::UnsupportedUrl(_) => exit::USAGE,
+                            _ => exit::STORE,
+                        };
+                        exit::coded(code, e)
+                    })
+                    .with_context(|| {
+                        format!("opening the key store {}", crate::serve::redact(url))
+                    })?;
                 Gateway::with_keys(config, Arc::new(StoreKeys::new(store)))?
             }
             None => Gateway::new(config)?,
@@ -82,7 +91,11 @@ pub(crate) fn run(args: &GatewayArgs, prices: Option<&PathBuf>) -> anyhow::Resul
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         for u in &args.upstreams {
-            eprintln!("costtrace gateway: http://{addr}/{}/… → {}", u.name, u.url);
+            eprintln!(
+                "costtrace gateway: http://{addr}/{}/… → {}",
+                u.name,
+                crate::serve::redact(u.url.as_str())
+            );
         }
         gateway
             .serve_until(listener, async {

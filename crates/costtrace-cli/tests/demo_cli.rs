@@ -74,6 +74,15 @@ fn demo_fills_once_and_reports_what_it_wrote() {
         // Idempotent: the same ids again, nothing new.
         let second = ok(&["demo", "--database-url", &url]);
         assert!(second.contains("new in the store: 0"), "{second}");
+
+        // The "next:" hint never shows a password (the test server does not
+        // check it, so the demo runs).
+        if url.starts_with("postgres") {
+            let with_password = format!("{url}&password=hunter2");
+            let third = ok(&["demo", "--database-url", &with_password]);
+            assert!(!third.contains("hunter2"), "{third}");
+            assert!(third.contains("password=***"), "{third}");
+        }
     }
 }
 

@@ -27,6 +27,39 @@ fn bad_arguments_exit_with_2() {
     let out = costtrace(&["demo", "--database-url", "mysql://db/costs"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("unsupported store URL"));
+    // A password in a URL never reaches the output, whatever goes wrong.
+    let out = costtrace(&["demo", "--database-url", "postgress://u:hunter2@h/db"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("postgress://u:***@h/db"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn passwords_in_store_urls_never_reach_the_output() {
+    // Nothing listens on port 1: the store cannot be opened.
+    for url in [
+        "postgres://u:hunter2@127.0.0.1:1/costtrace",
+        "postgres://127.0.0.1:1/costtrace?user=u&password=hunter2",
+    ] {
+        let out = costtrace(&["demo", "--database-url", url]);
+        assert_eq!(out.status.code(), Some(4), "{url}: {}", stderr(&out));
+        let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(!all.contains("hunter2"), "{url}: {all}");
+        let out = costtrace(&[
+            "gateway",
+            "--upstream",
+            "openai=http://127.0.0.1:1",
+            "--keys",
+            url,
+        ]);
+        assert_eq!(out.status.code(), Some(4), "{url}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("hunter2"), "{url}: {}", stderr(&out));
+        assert!(stderr(&out).contains("opening the key store"));
+    }
 }
 
 #[test]

@@ -178,6 +178,129 @@ pub fn redact_text(text: &str) -> String {
     out
 }
 
+/// A sink URL or connection string fit for logs, errors and `Debug`: the
+/// password of `scheme://user:secret@host` becomes `***`, and so does the
+/// value of every parameter whose name suggests a secret (`password=`,
+/// `sslpassword=`, `token=`, `key=` …), in a URL's query string
+/// (`?password=s3cret`) as in a key=value connection string
+/// (`host=db password='s3 cr3t'`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return redact_params(url, |c| c.is_whitespace());
+    };
+    // The user info ends at the last '@' (a password may hold an '@').
+    let (userinfo, tail) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            // Whatever is not plainly a user name is hidden too.
+            Some((user, _)) if !user.contains(['/', '?', '#', '&', '=']) => {
+                out.push_str(user);
+                out.push_str(":***@");
+            }
+            None if !userinfo.contains(['/', '?', '#', '&', '=']) => {
+                out.push_str(userinfo);
+                out.push('@');
+            }
+            _ => out.push_str("***@"),
+        }
+    }
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            out.push_str(&redact_params(query, |c| c == '&' || c == '#'));
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+/// Whether a parameter with this name holds a secret.
+fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// Replaces the values of secret `name=value` parameters in `s` with `***`.
+/// Parameters are separated by characters for which `sep` is true; a value
+/// may be single-quoted (libpq style, `\'` escapes a quote) and the `=` may
+/// have spaces around it.
+fn redact_params(s: &str, sep: impl Fn(char) -> bool) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if sep(chars[i]) {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // A parameter name, then optional spaces, '=', optional spaces.
+        let name_start = i;
+        while i < chars.len() && !sep(chars[i]) && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let name: String = chars[name_start..i].iter().collect();
+        let mut j = i;
+        while j < chars.len() && chars[j].is_whitespace() && chars[j] != '=' {
+            j += 1;
+        }
+        if j >= chars.len() || chars[j] != '=' {
+            // Not a parameter: copy what was read.
+            out.extend(&chars[name_start..j]);
+            if j == name_start {
+                out.push(chars[j]);
+                j += 1;
+            }
+            i = j;
+            continue;
+        }
+        j += 1;
+        while j < chars.len() && chars[j].is_whitespace() {
+            j += 1;
+        }
+        // The value: quoted, or up to the next separator.
+        let value_start = j;
+        if j < chars.len() && chars[j] == '\'' {
+            j += 1;
+            while j < chars.len() && chars[j] != '\'' {
+                if chars[j] == '\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            j = (j + 1).min(chars.len());
+        } else {
+            while j < chars.len() && !sep(chars[j]) {
+                j += 1;
+            }
+        }
+        out.push_str(&name);
+        if is_secret_param(&name) {
+            out.push_str("=***");
+        } else {
+            out.push('=');
+            out.extend(&chars[value_start..j]);
+        }
+        i = j;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,14 +32,16 @@ impl Upstream {
                 "upstream name {name:?}: use letters, digits, '-' and '_' (it becomes the first path segment)"
             )));
         }
+        // A password in the URL never reaches an error message.
+        let shown = costtrace_core::secrets::redact_url(url);
         let uri: Uri = url
             .parse()
-            .map_err(|e| GatewayError::Config(format!("upstream {name}: URL {url:?}: {e}")))?;
+            .map_err(|e| GatewayError::Config(format!("upstream {name}: URL {shown:?}: {e}")))?;
         match uri.scheme_str() {
             Some("http" | "https") if uri.authority().is_some() => {}
             _ => {
                 return Err(GatewayError::Config(format!(
-                    "upstream {name}: URL {url:?} must start with http:// or https://"
+                    "upstream {name}: URL {shown:?} must start with http:// or https://"
                 )));
             }
         }

@@ -259,10 +259,14 @@ impl AnyStore {
         } else if url.ends_with(".db") || url.ends_with(".sqlite") {
             url
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            return Err(StoreError::UnsupportedUrl(
+                costtrace_core::secrets::redact_url(url),
+            ));
         };
         if path.is_empty() {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            return Err(StoreError::UnsupportedUrl(
+                costtrace_core::secrets::redact_url(url),
+            ));
         }
         Ok(AnyStore::Sqlite(SqliteStore::open(path).await?))
     }

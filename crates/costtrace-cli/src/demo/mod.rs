@@ -65,7 +65,8 @@ pub(crate) fn run(args: &DemoArgs, prices: Option<&PathBuf>) -> anyhow::Result<O
         out,
         "new in the store: {new} (records it already had are left as they are)"
     )?;
-    let url = &args.store.database_url;
+    // The password of a database URL never reaches the output.
+    let url = crate::serve::redact(&args.store.database_url);
     writeln!(
         out,
         "next: costtrace serve --database-url {url}    (then open http://127.0.0.1:8000/)"
