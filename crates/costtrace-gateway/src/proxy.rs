@@ -119,7 +119,11 @@ impl Inner {
         match (key, &self.keys) {
             (Some(key), Some(keys)) => match keys.resolve(key).await {
                 KeyVerdict::Tenant(t) => {
-                    attrs.retain(|(k, _)| k != "tenant_id");
+                    // The key's tenant is the record's tenant and entity (the
+                    // server scopes tenants by entity): headers and baggage
+                    // cannot name another.
+                    attrs.retain(|(k, _)| k != "tenant_id" && k != "entity_id");
+                    attrs.push(("entity_id".to_owned(), t.clone()));
                     attrs.push(("tenant_id".to_owned(), t));
                 }
                 KeyVerdict::Admin => {}

@@ -497,6 +497,7 @@ async fn a_costtrace_key_names_the_tenant() {
         &[
             ("x-costtrace-key", "ct_tenant_key"),
             ("x-costtrace-tenant", "someone-else"),
+            ("baggage", "entity_id=someone-else"),
         ],
     ))
     .await;
@@ -523,6 +524,10 @@ async fn a_costtrace_key_names_the_tenant() {
     let u = wait_for_usages(&s.cap, 2).await;
     assert_eq!(u.len(), 2, "rejected calls are not forwarded or recorded");
     assert_eq!(u[0].attrs["tenant_id"], "initech", "the key's tenant wins");
+    assert_eq!(
+        u[0].attrs["entity_id"], "initech",
+        "and is the entity the server scopes it by"
+    );
     assert_eq!(
         u[1].attrs["tenant_id"], "hooli",
         "an admin key keeps the header's"

@@ -49,7 +49,10 @@ pub(crate) fn links(attrs: &Attrs) -> Links<'_> {
         request_id: get("request_id"),
         task_id: get("task_id"),
         doc_id: get("doc_id"),
-        entity_id: get("entity_id"),
+        // Seed 003's multi-tenant services name the tenant `tenant_id`; the
+        // cost API's tenant is the entity. `entity_id` wins when both are
+        // set (as the request tracker does for requests).
+        entity_id: get("entity_id").or_else(|| get("tenant_id")),
         rest: (!others.is_empty()).then_some(others),
     }
 }

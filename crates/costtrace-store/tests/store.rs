@@ -62,6 +62,7 @@ suite!(
     totals_past_i64_saturate,
     doc_of_another_tenant_stays_hidden,
     requests_of_other_tenants_are_not_merged,
+    tenant_id_names_the_entity_when_entity_id_is_absent,
 );
 
 /// PostgreSQL sequences are not commit-ordered: a transaction that took an

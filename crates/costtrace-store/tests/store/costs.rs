@@ -465,3 +465,40 @@ pub(crate) async fn doc_of_another_tenant_stays_hidden(s: &AnyStore) {
     let v = s.doc_cost("doc_acme", &acme).await.unwrap().unwrap();
     assert_eq!((v.request_count, v.total_cost_nanos), (1, 0));
 }
+
+/// A usage recorded inside a multi-tenant service names its tenant
+/// `tenant_id` (seed 003): it belongs to that tenant's entity unless it also
+/// names an `entity_id`, which wins.
+pub(crate) async fn tenant_id_names_the_entity_when_entity_id_is_absent(s: &AnyStore) {
+    let a = llm(
+        t(0),
+        "openai",
+        "gpt-4o",
+        (1, 1),
+        Some(11),
+        &[("tenant_id", "acme_t")],
+    );
+    let b = llm(
+        t(1),
+        "openai",
+        "gpt-4o",
+        (1, 1),
+        Some(22),
+        &[("tenant_id", "acme_t"), ("entity_id", "globex_t")],
+    );
+    s.insert_records(&usage_records(vec![a, b])).await.unwrap();
+    let acme = s.entity_cost("acme_t", ALL).await.unwrap().unwrap();
+    assert_eq!(acme.total_cost_nanos, 11);
+    let globex = s.entity_cost("globex_t", ALL).await.unwrap().unwrap();
+    assert_eq!(globex.total_cost_nanos, 22);
+    let seen = s
+        .usage_summary(
+            GroupBy::Model,
+            None,
+            None,
+            &TenantScope::Tenant("acme_t".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen.iter().map(|r| r.total_cost_nanos).sum::<i64>(), 11);
+}
