@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use costtrace_store::{Store, TenantScope};
 use sha2::{Digest, Sha256};
 
@@ -171,6 +171,34 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// True when the request has no `Host` header or names a loopback host
+/// (`localhost`, `*.localhost`, a loopback IP), with or without a port.
+pub(crate) fn host_is_loopback(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // [::1]:8000
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, _)) => ip,
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    let lower = name.to_ascii_lowercase();
+    lower == "localhost"
+        || lower.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Who is calling: the tenant scope every read and write is limited to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller(pub TenantScope);
@@ -181,6 +209,16 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return match state.auth.refresh_mode(&state.store).await? {
+                // Local mode trusts whoever reaches the loopback address, so
+                // the request must also be *addressed* to it: a web page
+                // whose name was rebound to 127.0.0.1 sends its own name as
+                // Host and is turned away (DNS rebinding).
+                AuthMode::Local if !host_is_loopback(&parts.headers) => {
+                    Err(ApiError::Status(
+                        StatusCode::FORBIDDEN,
+                        "local mode answers only requests addressed to a loopback host (localhost, 127.0.0.1, [::1]); use an API key to reach the server by another name".into(),
+                    ))
+                }
                 AuthMode::Local => Ok(Caller(TenantScope::All)),
                 AuthMode::Keys => Err(ApiError::Unauthorized(
                     "missing API key: send Authorization: Bearer KEY (create one with `costtrace keys create`)".into(),

@@ -59,6 +59,7 @@ suite!(
     tenant_writes_only_its_own_data,
     openapi_matches_responses,
     metrics_count_requests_by_route,
+    local_mode_answers_only_loopback_hosts,
 );
 
 #[test]

@@ -288,3 +288,51 @@ pub async fn local_mode_requires_keys_once_one_is_created(store: &AnyStore) {
     assert_eq!(get(&app, "/healthz", None).await.1["auth"], "keys");
     assert_eq!(get(&app, "/api/requests", Some(&admin)).await.0, 200);
 }
+
+/// Local mode (no keys) trusts the loopback address, so it answers only
+/// requests addressed to a loopback host: a page whose name was rebound to
+/// 127.0.0.1 (DNS rebinding) sends its own name and gets 403.
+pub async fn local_mode_answers_only_loopback_hosts(store: &AnyStore) {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let app = router(store, AuthMode::Local);
+    let status = |host: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/api/usage/summary?group_by=entity_id")
+                .header("host", host)
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap().status().as_u16()
+        }
+    };
+    for host in [
+        "localhost",
+        "localhost:8000",
+        "LOCALHOST:8000",
+        "app.localhost:8000",
+        "127.0.0.1:8000",
+        "127.1.2.3",
+        "[::1]:8000",
+    ] {
+        assert_eq!(status(host).await, 200, "{host}");
+    }
+    for host in [
+        "evil.example:8000",
+        "evil.example",
+        "10.0.0.5:8000",
+        "localhost.evil.example",
+        "[::2]:8000",
+    ] {
+        assert_eq!(status(host).await, 403, "{host}");
+    }
+    // The health check and the dashboard's assets carry no data.
+    let req = Request::builder()
+        .uri("/healthz")
+        .header("host", "evil.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), 200);
+}
