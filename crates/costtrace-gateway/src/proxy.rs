@@ -76,9 +76,20 @@ fn skip_header(name: &HeaderName) -> bool {
     ) || name.as_str().starts_with("x-costtrace-")
 }
 
+/// Copies the end-to-end headers: not the hop-by-hop ones, nor those a
+/// `Connection` header names as hop-by-hop for this connection (RFC 9110
+/// §7.6.1), nor the gateway's own.
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    let named: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
     for (k, v) in from {
-        if !skip_header(k) {
+        if !skip_header(k) && !named.iter().any(|n| n == k.as_str()) {
             to.append(k.clone(), v.clone());
         }
     }

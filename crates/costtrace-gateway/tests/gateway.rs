@@ -95,6 +95,10 @@ async fn chat_completion_passes_through_and_is_recorded_with_header_context() {
             ("x-costtrace-doc", "doc_9"),
             ("x-costtrace-request", "req_1"),
             ("accept-encoding", "gzip, deflate, br"),
+            // Hop-by-hop for this connection only: not forwarded.
+            ("connection", "keep-alive, X-Hop-Only"),
+            ("x-hop-only", "internal"),
+            ("x-end-to-end", "kept"),
         ],
     ))
     .await;
@@ -147,6 +151,11 @@ async fn chat_completion_passes_through_and_is_recorded_with_header_context() {
             .all(|k| !k.as_str().starts_with("x-costtrace-")),
         "costtrace headers stay at the gateway"
     );
+    assert!(
+        !seen.headers.contains_key("x-hop-only"),
+        "a header the Connection header names is hop-by-hop"
+    );
+    assert_eq!(seen.headers["x-end-to-end"], "kept");
     // The provider key reaches no record.
     let all = serde_json::to_string(&s.cap.records()).unwrap();
     assert!(!all.contains("TESTKEY"), "{all}");
