@@ -12,11 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::AppState;
+use costtrace_store::TenantScope;
+
+use crate::{ApiError, AppState, Caller};
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -190,13 +192,29 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
 }
 
 /// Prometheus metrics
-#[utoipa::path(get, path = "/metrics", tag = "meta", security(()),
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+///
+/// They count every tenant's traffic together, so with keys configured they
+/// need an admin key (a scraper sends it as `Authorization: Bearer KEY`).
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or invalid API key", body = crate::ErrorBody),
+        (status = 403, description = "A tenant key: metrics need an admin key", body = crate::ErrorBody),
+    ))]
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    Caller(scope): Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    if scope != TenantScope::All {
+        return Err(ApiError::Status(
+            StatusCode::FORBIDDEN,
+            "the metrics count every tenant's traffic: use an admin key".into(),
+        ));
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {

@@ -51,7 +51,6 @@ pub async fn keys_are_required_and_checked(store: &AnyStore) {
     }
     // Health stays open for load balancers.
     assert_eq!(get(&app, "/healthz", None).await.0, 200);
-
     // A revoked key stops working once its cached lookup expires.
     let info = store.list_api_keys().await.unwrap();
     assert!(store.revoke_api_key(&info[0].id).await.unwrap());
@@ -71,6 +70,19 @@ pub async fn tenant_sees_only_its_own_data(store: &AnyStore) {
     let other = key(store, Some("other_co")).await;
     let app = router(store, AuthMode::Keys);
     seed_uploads(&app, Some(&admin)).await;
+
+    // The metrics count every tenant's traffic: an admin key's business.
+    assert_eq!(get(&app, "/metrics", None).await.0, 401);
+    let (status, body) = get(&app, "/metrics", Some(&acme)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("admin key"));
+    let (status, text) = get(&app, "/metrics", Some(&admin)).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("costtrace_http_requests_total")
+    );
 
     // The owner sees everything of its own.
     for uri in READS {
