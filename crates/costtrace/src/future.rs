@@ -75,15 +75,15 @@ impl<F> WithContext<F> {
 /// Restores the previous context when dropped, and when the poll unwinds
 /// marks the innermost scope as panicked.
 struct PollGuard<'a> {
-    prev: Option<Context>,
+    saved: Option<context::Saved>,
     ctx: &'a Context,
     watch_panics: bool,
 }
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
-        if let Some(prev) = self.prev.take() {
-            context::replace_current(prev);
+        if let Some(saved) = self.saved.take() {
+            context::exit_poll(saved);
         }
         if self.watch_panics
             && std::thread::panicking()
@@ -104,7 +104,7 @@ impl<F: Future> Future for WithContext<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _guard = PollGuard {
-            prev: Some(context::replace_current(this.ctx.clone())),
+            saved: context::enter_poll(this.ctx.clone()),
             ctx: this.ctx,
             watch_panics: *this.watch_panics,
         };

@@ -343,10 +343,10 @@ impl ScopeBuilder {
     /// is recorded then, also when unwinding from a panic.
     pub fn enter(self) -> ScopeGuard {
         let active = self.start();
-        let prev = context::replace_current(active.context());
+        let restore = context::enter(active.context());
         ScopeGuard {
             active,
-            prev: Some(prev),
+            restore,
             _not_send: PhantomData,
         }
     }
@@ -537,7 +537,7 @@ impl Drop for ActiveScope {
 #[must_use = "the scope ends as soon as the guard is dropped; bind it: `let _scope = ...`"]
 pub struct ScopeGuard {
     active: ActiveScope,
-    prev: Option<Context>,
+    restore: context::Restore,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -588,9 +588,7 @@ impl ScopeGuard {
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        if let Some(prev) = self.prev.take() {
-            context::replace_current(prev);
-        }
+        context::exit(&mut self.restore);
         let ending = if std::thread::panicking() {
             Ending::Panicked
         } else {
