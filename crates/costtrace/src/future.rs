@@ -90,10 +90,7 @@ impl Drop for PollGuard<'_> {
             && let Some(frame) = &self.ctx.frame
             && let Some(s) = &frame.scope
         {
-            s.set_error_if_none(|| match crate::panic::last_message() {
-                Some(m) => format!("panicked: {m}"),
-                None => "panicked".to_owned(),
-            });
+            s.set_error_if_none(|| crate::panic::describe_since(s.start));
         }
     }
 }

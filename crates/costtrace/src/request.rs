@@ -226,8 +226,7 @@ impl Drop for ActiveRequest {
             return;
         }
         if std::thread::panicking() {
-            let msg = crate::panic::last_message()
-                .map_or("panicked".to_owned(), |m| format!("panicked: {m}"));
+            let msg = crate::panic::describe_since(self.inner.start);
             self.inner.end(500, Some(msg));
         } else {
             self.inner.end(

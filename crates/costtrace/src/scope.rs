@@ -93,10 +93,7 @@ pub(crate) enum Ending {
 fn set_ending(s: &ScopeData, ending: Ending) {
     match ending {
         Ending::Normal => {}
-        Ending::Panicked => s.set_error_if_none(|| match panic::last_message() {
-            Some(m) => format!("panicked: {m}"),
-            None => "panicked".to_owned(),
-        }),
+        Ending::Panicked => s.set_error_if_none(|| panic::describe_since(s.start)),
         Ending::Cancelled => s.set_error_if_none(|| {
             "cancelled: the future was dropped before it completed".to_owned()
         }),

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use costtrace::testing::capture;
-use costtrace::{PricingTier, Usage, batch_scope, scope};
+use std::future::Future;
+
+use costtrace::{FutureExt, PricingTier, Usage, batch_scope, scope};
 
 fn early(n: u32) -> u32 {
     let _s = scope("early").attr("n", n).enter();
@@ -256,4 +258,41 @@ fn usage_is_priced_at_record_time_with_batch_and_cache_semantics() {
     assert_eq!(u[2].cost_nanos, Some(200_000_000));
     assert_eq!(u[3].cost_nanos, Some(135_000_000));
     assert_eq!(u[3].cost_usd, Some(0.135));
+}
+
+#[test]
+fn a_resumed_unwind_does_not_get_an_earlier_panics_message() {
+    let cap = capture();
+    // An unrelated panic, caught: its message must not reach later scopes.
+    assert!(std::panic::catch_unwind(|| panic!("A")).is_err());
+    let r = std::panic::catch_unwind(|| {
+        let _s = scope("resumed").enter();
+        // As rayon and `JoinError::into_panic` re-raise: no panic hook runs.
+        std::panic::resume_unwind(Box::new(()));
+    });
+    assert!(r.is_err());
+    let r = std::panic::catch_unwind(|| {
+        let _s = scope("polled").enter();
+        let fut = std::pin::pin!(
+            async { std::panic::resume_unwind(Box::new(())) }.in_scope(scope("future"))
+        );
+        let waker = std::task::Waker::noop();
+        let _ = fut.poll(&mut std::task::Context::from_waker(waker));
+    });
+    assert!(r.is_err());
+    for name in ["resumed", "polled", "future"] {
+        let s = cap.scope(name).unwrap();
+        assert!(s.error_occurred, "{name}");
+        assert_eq!(s.error_message.as_deref(), Some("panicked"), "{name}");
+    }
+    // A panic that does run the hook still gets its message.
+    let r = std::panic::catch_unwind(|| {
+        let _s = scope("fresh").enter();
+        panic!("B");
+    });
+    assert!(r.is_err());
+    assert_eq!(
+        cap.scope("fresh").unwrap().error_message.as_deref(),
+        Some("panicked: B")
+    );
 }

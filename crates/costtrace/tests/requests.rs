@@ -167,3 +167,20 @@ fn a_display_that_fails_never_panics_the_caller() {
     assert_eq!(end.doc_id.as_deref(), Some("part"));
     assert_eq!(end.error_message.as_deref(), Some("part"));
 }
+
+#[test]
+fn a_resumed_unwind_does_not_get_an_earlier_panics_message() {
+    let cap = capture();
+    assert!(std::panic::catch_unwind(|| panic!("A")).is_err());
+    let r = std::panic::catch_unwind(|| {
+        let _req = costtrace::request("r-resumed").start();
+        std::panic::resume_unwind(Box::new(()));
+    });
+    assert!(r.is_err());
+    let end = requests(&cap)
+        .into_iter()
+        .find(|r| r.status_code.is_some())
+        .unwrap();
+    assert_eq!(end.status_code, Some(500));
+    assert_eq!(end.error_message.as_deref(), Some("panicked"));
+}
