@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use pin_project_lite::pin_project;
 
 use crate::context::{self, Context};
+use crate::id::Instant;
 use crate::scope::{ActiveScope, ScopeBuilder};
 
 /// Attaches costtrace context to futures.
@@ -78,6 +79,9 @@ struct PollGuard<'a> {
     saved: Option<context::Saved>,
     ctx: &'a Context,
     watch_panics: bool,
+    /// When the poll began during an unwind (run by a `Drop`): when it began,
+    /// so that only a panic raised inside the poll marks the scope.
+    panicking_since: Option<Instant>,
 }
 
 impl Drop for PollGuard<'_> {
@@ -87,6 +91,9 @@ impl Drop for PollGuard<'_> {
         }
         if self.watch_panics
             && std::thread::panicking()
+            && self
+                .panicking_since
+                .is_none_or(|since| crate::panic::unwinding_since(true, since))
             && let Some(frame) = &self.ctx.frame
             && let Some(s) = &frame.scope
         {
@@ -104,6 +111,7 @@ impl<F: Future> Future for WithContext<F> {
             saved: context::enter_poll(this.ctx.clone()),
             ctx: this.ctx,
             watch_panics: *this.watch_panics,
+            panicking_since: (*this.watch_panics && std::thread::panicking()).then(Instant::now),
         };
         this.inner.poll(cx)
     }

@@ -71,3 +71,23 @@ pub(crate) fn describe_since(since: Instant) -> String {
         None => "panicked".to_owned(),
     }
 }
+
+/// True when a panic hook ran on this thread at or after `since`.
+fn began_since(since: Instant) -> bool {
+    LAST.try_with(|l| {
+        l.try_borrow()
+            .ok()
+            .is_some_and(|l| l.as_ref().is_some_and(|l| l.at >= since))
+    })
+    .unwrap_or(false)
+}
+
+/// True when the thread is unwinding from a panic that concerns work started
+/// at `since`. `std::thread::panicking()` stays true for a whole unwind, so
+/// work started and finished by a `Drop` during an unrelated unwind
+/// (`panicking_at_start`) counts as panicked only when a new panic began
+/// after it started.
+#[inline]
+pub(crate) fn unwinding_since(panicking_at_start: bool, since: Instant) -> bool {
+    std::thread::panicking() && (!panicking_at_start || began_since(since))
+}

@@ -107,6 +107,7 @@ impl RequestBuilder {
             fields: Mutex::new(f),
             started: Timestamp(micros),
             start,
+            panicking_at_start: std::thread::panicking(),
             ctx,
             ended: Mutex::new(false),
         });
@@ -119,6 +120,9 @@ struct Inner {
     fields: Mutex<RequestFields>,
     started: Timestamp,
     start: Instant,
+    /// Started by a `Drop` while a panic unwound: that panic is not this
+    /// request's.
+    panicking_at_start: bool,
     ctx: Context,
     ended: Mutex<bool>,
 }
@@ -225,7 +229,7 @@ impl Drop for ActiveRequest {
         if Arc::strong_count(&self.inner) > 1 {
             return;
         }
-        if std::thread::panicking() {
+        if crate::panic::unwinding_since(self.inner.panicking_at_start, self.inner.start) {
             let msg = crate::panic::describe_since(self.inner.start);
             self.inner.end(500, Some(msg));
         } else {

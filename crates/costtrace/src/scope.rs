@@ -27,6 +27,9 @@ pub(crate) struct ScopeData {
     pub(crate) start: Instant,
     pub(crate) item_count: Option<u64>,
     pub(crate) continue_on_error: bool,
+    /// The thread was already unwinding from a panic when the scope started
+    /// (run by a `Drop`): that panic is not this scope's.
+    pub(crate) panicking_at_start: bool,
     pub(crate) finished: AtomicBool,
     outcome: OnceLock<Box<Outcome>>,
 }
@@ -325,6 +328,7 @@ impl ScopeBuilder {
                 start,
                 item_count: self.items,
                 continue_on_error: self.continue_on_error,
+                panicking_at_start: std::thread::panicking(),
                 finished: AtomicBool::new(false),
                 outcome: OnceLock::new(),
             }),
@@ -513,11 +517,22 @@ impl ActiveScope {
             finish(h.frame, ending);
         }
     }
+
+    /// True when a panic that began after the scope started is unwinding.
+    #[inline]
+    fn unwinding(&self) -> bool {
+        std::thread::panicking()
+            && self
+                .handle
+                .as_ref()
+                .and_then(ScopeHandle::data)
+                .is_none_or(|d| panic::unwinding_since(d.panicking_at_start, d.start))
+    }
 }
 
 impl Drop for ActiveScope {
     fn drop(&mut self) {
-        let ending = if std::thread::panicking() {
+        let ending = if self.unwinding() {
             Ending::Panicked
         } else {
             Ending::Cancelled
@@ -586,7 +601,7 @@ impl ScopeGuard {
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         context::exit(&mut self.restore);
-        let ending = if std::thread::panicking() {
+        let ending = if self.active.unwinding() {
             Ending::Panicked
         } else {
             Ending::Normal

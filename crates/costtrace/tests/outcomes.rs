@@ -296,3 +296,58 @@ fn a_resumed_unwind_does_not_get_an_earlier_panics_message() {
         Some("panicked: B")
     );
 }
+
+/// Runs scopes from its `Drop`, which runs while an unrelated panic unwinds;
+/// with `true`, one of them panics (caught inside the `Drop`).
+struct CleansUpOnDrop(bool);
+
+impl Drop for CleansUpOnDrop {
+    fn drop(&mut self) {
+        assert!(std::thread::panicking());
+        scope("cleanup_run").run(|| {});
+        {
+            let _g = scope("cleanup_guard").enter();
+        }
+        let fut = std::pin::pin!(async {}.in_scope(scope("cleanup_future")));
+        let waker = std::task::Waker::noop();
+        assert!(
+            fut.poll(&mut std::task::Context::from_waker(waker))
+                .is_ready()
+        );
+        if self.0 {
+            // A new panic inside the cleanup, caught there, still counts.
+            let r = std::panic::catch_unwind(|| {
+                let _g = scope("cleanup_panics").enter();
+                panic!("cleanup failed");
+            });
+            assert!(r.is_err());
+        }
+    }
+}
+
+#[test]
+fn scopes_run_by_a_drop_during_an_unrelated_unwind_are_not_failed() {
+    for nested_panic in [false, true] {
+        let cap = capture();
+        let r = std::panic::catch_unwind(|| {
+            let _s = scope("unwound").enter();
+            let _c = CleansUpOnDrop(nested_panic);
+            panic!("original");
+        });
+        assert!(r.is_err());
+        for name in ["cleanup_run", "cleanup_guard", "cleanup_future"] {
+            let s = cap.scope(name).unwrap();
+            assert!(!s.error_occurred, "{name}: {:?}", s.error_message);
+            assert_eq!(s.error_message, None, "{name}");
+        }
+        let s = cap.scope("unwound").unwrap();
+        assert!(s.error_occurred);
+        if nested_panic {
+            let c = cap.scope("cleanup_panics").unwrap();
+            assert!(c.error_occurred);
+            assert_eq!(c.error_message.as_deref(), Some("panicked: cleanup failed"));
+        } else {
+            assert_eq!(s.error_message.as_deref(), Some("panicked: original"));
+        }
+    }
+}

@@ -184,3 +184,39 @@ fn a_resumed_unwind_does_not_get_an_earlier_panics_message() {
     assert_eq!(end.status_code, Some(500));
     assert_eq!(end.error_message.as_deref(), Some("panicked"));
 }
+
+#[test]
+fn a_request_run_by_a_drop_during_an_unrelated_unwind_is_not_a_panic() {
+    struct EndsOnDrop;
+    impl Drop for EndsOnDrop {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking());
+            let ok = costtrace::request("r-ok").start();
+            ok.end(200, None::<&str>);
+            // Dropped without end(): the ordinary 500, not a panic.
+            drop(costtrace::request("r-dropped").start());
+        }
+    }
+    let cap = capture();
+    let r = std::panic::catch_unwind(|| {
+        let _c = EndsOnDrop;
+        panic!("original");
+    });
+    assert!(r.is_err());
+    let ends: Vec<_> = requests(&cap)
+        .into_iter()
+        .filter(|r| r.status_code.is_some())
+        .map(|r| (r.request_id, r.status_code, r.error_message))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ("r-ok".to_owned(), Some(200), None),
+            (
+                "r-dropped".to_owned(),
+                Some(500),
+                Some("the request was dropped without end()".to_owned())
+            ),
+        ]
+    );
+}
