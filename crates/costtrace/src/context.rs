@@ -254,7 +254,7 @@ impl Context {
     /// Makes this the current context until the guard drops.
     pub fn enter(&self) -> ContextGuard {
         ContextGuard {
-            prev: Some(replace_current(self.clone())),
+            restore: enter(self.clone()),
             _not_send: PhantomData,
         }
     }
@@ -310,18 +310,184 @@ impl Context {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Context> = const { RefCell::new(Context::empty()) };
+    static CURRENT: RefCell<Current> = const {
+        RefCell::new(Current {
+            ctx: Context::empty(),
+            top: 0,
+            last_id: 0,
+            ended: Vec::new(),
+        })
+    };
 }
 
-/// Swaps the current context, returning the previous one. Never panics: during
-/// thread teardown it is a no-op.
-pub(crate) fn replace_current(ctx: Context) -> Context {
+/// The thread's current context and which guard installed it.
+///
+/// Guards ([`ContextGuard`], `ScopeGuard`) normally drop in the reverse order
+/// of their creation, and each puts back the context it replaced. When one is
+/// dropped while a guard entered after it is still active (fields of a struct
+/// drop in declaration order, for instance), the context is left alone and
+/// the ended guard is remembered in `ended`; when the guard above it drops,
+/// the context goes past every ended guard to the nearest one still active,
+/// as `tracing`'s per-thread span stack does.
+struct Current {
+    ctx: Context,
+    /// The guard whose context is current (0: none).
+    top: u64,
+    /// The last guard id handed out on this thread.
+    last_id: u64,
+    /// Guards dropped while a guard entered after them was still active.
+    ended: Vec<Ended>,
+}
+
+struct Ended {
+    id: u64,
+    below: u64,
+    prev: Context,
+}
+
+/// More ended-but-pending guards than this means guards are being leaked
+/// (`mem::forget`); the old behaviour (restore unconditionally) takes over.
+const ENDED_MAX: usize = 256;
+
+/// What a guard needs to put back the context it replaced.
+pub(crate) struct Restore {
+    prev: Context,
+    /// This guard's id; 0 once restored or when nothing was installed.
+    id: u64,
+    /// The guard that was current when this one was entered.
+    below: u64,
+}
+
+/// Makes `ctx` current; the returned [`Restore`] goes to [`exit`] when the
+/// guard drops. Never panics: during thread teardown it does nothing.
+#[inline]
+pub(crate) fn enter(ctx: Context) -> Restore {
     CURRENT
         .try_with(|c| match c.try_borrow_mut() {
-            Ok(mut cur) => std::mem::replace(&mut *cur, ctx),
-            Err(_) => Context::empty(),
+            Ok(mut cur) => {
+                cur.last_id += 1;
+                let id = cur.last_id;
+                let below = std::mem::replace(&mut cur.top, id);
+                let prev = std::mem::replace(&mut cur.ctx, ctx);
+                Restore { prev, id, below }
+            }
+            Err(_) => Restore {
+                prev: Context::empty(),
+                id: 0,
+                below: 0,
+            },
         })
-        .unwrap_or_default()
+        .unwrap_or(Restore {
+            prev: Context::empty(),
+            id: 0,
+            below: 0,
+        })
+}
+
+/// Ends the guard `r` came from: puts its previous context back if its
+/// context is current, else leaves the context to the guards entered after
+/// it (see [`Current`]). Idempotent.
+#[inline]
+pub(crate) fn exit(r: &mut Restore) {
+    let id = std::mem::replace(&mut r.id, 0);
+    if id == 0 {
+        return;
+    }
+    let prev = std::mem::take(&mut r.prev);
+    let below = r.below;
+    // What was replaced is dropped after the borrow ends.
+    let _replaced = CURRENT.try_with(|c| {
+        let Ok(mut cur) = c.try_borrow_mut() else {
+            return (prev, Vec::new());
+        };
+        if cur.top == id && cur.ended.is_empty() {
+            cur.top = below;
+            (std::mem::replace(&mut cur.ctx, prev), Vec::new())
+        } else {
+            exit_unordered(&mut cur, id, below, prev)
+        }
+    });
+}
+
+/// Contexts taken off the thread by [`exit`], dropped once it is done.
+type Replaced = (Context, Vec<Context>);
+
+#[cold]
+#[inline(never)]
+fn exit_unordered(cur: &mut Current, id: u64, below: u64, prev: Context) -> Replaced {
+    if cur.top != id {
+        if id < cur.top && cur.ended.len() < ENDED_MAX {
+            // A guard entered after this one is still active: it keeps the
+            // context, and skips this one when it drops.
+            cur.ended.push(Ended { id, below, prev });
+            return (Context::empty(), Vec::new());
+        }
+        if id > cur.top {
+            // Not below the current guard: entered inside a poll that has
+            // ended (held across `.await`). Nothing of it is current.
+            return (prev, Vec::new());
+        }
+        // Too many pending: guards are leaked; restore unconditionally.
+    }
+    let mut replaced = Vec::new();
+    cur.top = below;
+    let first = std::mem::replace(&mut cur.ctx, prev);
+    while let Some(i) = cur.ended.iter().position(|e| e.id == cur.top) {
+        let e = cur.ended.swap_remove(i);
+        cur.top = e.below;
+        replaced.push(std::mem::replace(&mut cur.ctx, e.prev));
+    }
+    // Pending guards above the new top can no longer be reached (their
+    // guards were held across `.await` or leaked): forget them.
+    let top = cur.top;
+    cur.ended.retain_mut(|e| {
+        if e.id > top {
+            replaced.push(std::mem::take(&mut e.prev));
+            false
+        } else {
+            true
+        }
+    });
+    (first, replaced)
+}
+
+/// The whole context state of the thread, saved by a future's poll and put
+/// back when the poll returns, whatever guards the poll left behind.
+pub(crate) struct Saved {
+    ctx: Context,
+    top: u64,
+    ended: Vec<Ended>,
+}
+
+/// Makes `ctx` current for one poll.
+#[inline]
+pub(crate) fn enter_poll(ctx: Context) -> Option<Saved> {
+    CURRENT
+        .try_with(|c| {
+            let mut cur = c.try_borrow_mut().ok()?;
+            Some(Saved {
+                ctx: std::mem::replace(&mut cur.ctx, ctx),
+                top: cur.top,
+                ended: std::mem::take(&mut cur.ended),
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Puts back what [`enter_poll`] saved.
+#[inline]
+pub(crate) fn exit_poll(saved: Saved) {
+    let _replaced = CURRENT.try_with(|c| {
+        let Ok(mut cur) = c.try_borrow_mut() else {
+            return None;
+        };
+        cur.top = saved.top;
+        Some((
+            std::mem::replace(&mut cur.ctx, saved.ctx),
+            std::mem::replace(&mut cur.ended, saved.ended),
+        ))
+    });
 }
 
 /// Reads the current frame without cloning the whole context.
@@ -333,7 +499,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
     let _ = CURRENT.try_with(|c| {
         if let Some(f) = f.take() {
             out = Some(match c.try_borrow() {
-                Ok(cur) => f(&cur),
+                Ok(cur) => f(&cur.ctx),
                 Err(_) => f(&Context::empty()),
             });
         }
@@ -352,12 +518,16 @@ pub fn current() -> Context {
 
 /// Restores the previous context when dropped, also while unwinding.
 ///
+/// Guards may drop in any order: one dropped while a guard entered after it
+/// is still active leaves that guard's context current, and when that guard
+/// drops the context becomes the nearest one whose guard is still alive.
+///
 /// Not `Send`: a guard belongs to the thread whose context it changed. In
 /// async code use [`crate::FutureExt`] instead of holding a guard across
 /// `.await`.
 #[must_use = "the context is restored as soon as the guard is dropped"]
 pub struct ContextGuard {
-    prev: Option<Context>,
+    restore: Restore,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -369,9 +539,7 @@ impl fmt::Debug for ContextGuard {
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
-        if let Some(prev) = self.prev.take() {
-            replace_current(prev);
-        }
+        exit(&mut self.restore);
     }
 }
 

@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use pin_project_lite::pin_project;
 
 use crate::context::{self, Context};
+use crate::id::Instant;
 use crate::scope::{ActiveScope, ScopeBuilder};
 
 /// Attaches costtrace context to futures.
@@ -75,25 +76,28 @@ impl<F> WithContext<F> {
 /// Restores the previous context when dropped, and when the poll unwinds
 /// marks the innermost scope as panicked.
 struct PollGuard<'a> {
-    prev: Option<Context>,
+    saved: Option<context::Saved>,
     ctx: &'a Context,
     watch_panics: bool,
+    /// When the poll began during an unwind (run by a `Drop`): when it began,
+    /// so that only a panic raised inside the poll marks the scope.
+    panicking_since: Option<Instant>,
 }
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
-        if let Some(prev) = self.prev.take() {
-            context::replace_current(prev);
+        if let Some(saved) = self.saved.take() {
+            context::exit_poll(saved);
         }
         if self.watch_panics
             && std::thread::panicking()
+            && self
+                .panicking_since
+                .is_none_or(|since| crate::panic::unwinding_since(true, since))
             && let Some(frame) = &self.ctx.frame
             && let Some(s) = &frame.scope
         {
-            s.set_error_if_none(|| match crate::panic::last_message() {
-                Some(m) => format!("panicked: {m}"),
-                None => "panicked".to_owned(),
-            });
+            s.set_error_if_none(|| crate::panic::describe_since(s.start));
         }
     }
 }
@@ -104,9 +108,10 @@ impl<F: Future> Future for WithContext<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _guard = PollGuard {
-            prev: Some(context::replace_current(this.ctx.clone())),
+            saved: context::enter_poll(this.ctx.clone()),
             ctx: this.ctx,
             watch_panics: *this.watch_panics,
+            panicking_since: (*this.watch_panics && std::thread::panicking()).then(Instant::now),
         };
         this.inner.poll(cx)
     }

@@ -107,6 +107,7 @@ impl RequestBuilder {
             fields: Mutex::new(f),
             started: Timestamp(micros),
             start,
+            panicking_at_start: std::thread::panicking(),
             ctx,
             ended: Mutex::new(false),
         });
@@ -119,6 +120,9 @@ struct Inner {
     fields: Mutex<RequestFields>,
     started: Timestamp,
     start: Instant,
+    /// Started by a `Drop` while a panic unwound: that panic is not this
+    /// request's.
+    panicking_at_start: bool,
     ctx: Context,
     ended: Mutex<bool>,
 }
@@ -168,8 +172,8 @@ impl Inner {
 }
 
 /// A running request; cheap to clone and `Send`, so background work can end
-/// it. Dropped without [`end`](ActiveRequest::end), it is ended with status
-/// 500 (and the panic message when unwinding).
+/// it. When its last clone is dropped without [`end`](ActiveRequest::end), it
+/// is ended with status 500 (and the panic message when unwinding).
 #[derive(Clone)]
 pub struct ActiveRequest {
     inner: Arc<Inner>,
@@ -220,17 +224,20 @@ impl ActiveRequest {
     }
 }
 
-impl Drop for ActiveRequest {
+/// The last clone of a request is gone: end it if nothing did. Done here, on
+/// the shared state, so that clones dropped at once on several threads end
+/// it exactly once (each clone checking the reference count could see
+/// another clone still alive, and none would end it).
+impl Drop for Inner {
     fn drop(&mut self) {
-        if Arc::strong_count(&self.inner) > 1 {
+        if self.ended.get_mut().map_or(true, |e| *e) {
             return;
         }
-        if std::thread::panicking() {
-            let msg = crate::panic::last_message()
-                .map_or("panicked".to_owned(), |m| format!("panicked: {m}"));
-            self.inner.end(500, Some(msg));
+        if crate::panic::unwinding_since(self.panicking_at_start, self.start) {
+            let msg = crate::panic::describe_since(self.start);
+            self.end(500, Some(msg));
         } else {
-            self.inner.end(
+            self.end(
                 500,
                 Some("the request was dropped without end()".to_owned()),
             );

@@ -27,6 +27,9 @@ pub(crate) struct ScopeData {
     pub(crate) start: Instant,
     pub(crate) item_count: Option<u64>,
     pub(crate) continue_on_error: bool,
+    /// The thread was already unwinding from a panic when the scope started
+    /// (run by a `Drop`): that panic is not this scope's.
+    pub(crate) panicking_at_start: bool,
     pub(crate) finished: AtomicBool,
     outcome: OnceLock<Box<Outcome>>,
 }
@@ -93,10 +96,7 @@ pub(crate) enum Ending {
 fn set_ending(s: &ScopeData, ending: Ending) {
     match ending {
         Ending::Normal => {}
-        Ending::Panicked => s.set_error_if_none(|| match panic::last_message() {
-            Some(m) => format!("panicked: {m}"),
-            None => "panicked".to_owned(),
-        }),
+        Ending::Panicked => s.set_error_if_none(|| panic::describe_since(s.start)),
         Ending::Cancelled => s.set_error_if_none(|| {
             "cancelled: the future was dropped before it completed".to_owned()
         }),
@@ -328,6 +328,7 @@ impl ScopeBuilder {
                 start,
                 item_count: self.items,
                 continue_on_error: self.continue_on_error,
+                panicking_at_start: std::thread::panicking(),
                 finished: AtomicBool::new(false),
                 outcome: OnceLock::new(),
             }),
@@ -343,10 +344,10 @@ impl ScopeBuilder {
     /// is recorded then, also when unwinding from a panic.
     pub fn enter(self) -> ScopeGuard {
         let active = self.start();
-        let prev = context::replace_current(active.context());
+        let restore = context::enter(active.context());
         ScopeGuard {
             active,
-            prev: Some(prev),
+            restore,
             _not_send: PhantomData,
         }
     }
@@ -516,11 +517,22 @@ impl ActiveScope {
             finish(h.frame, ending);
         }
     }
+
+    /// True when a panic that began after the scope started is unwinding.
+    #[inline]
+    fn unwinding(&self) -> bool {
+        std::thread::panicking()
+            && self
+                .handle
+                .as_ref()
+                .and_then(ScopeHandle::data)
+                .is_none_or(|d| panic::unwinding_since(d.panicking_at_start, d.start))
+    }
 }
 
 impl Drop for ActiveScope {
     fn drop(&mut self) {
-        let ending = if std::thread::panicking() {
+        let ending = if self.unwinding() {
             Ending::Panicked
         } else {
             Ending::Cancelled
@@ -537,7 +549,7 @@ impl Drop for ActiveScope {
 #[must_use = "the scope ends as soon as the guard is dropped; bind it: `let _scope = ...`"]
 pub struct ScopeGuard {
     active: ActiveScope,
-    prev: Option<Context>,
+    restore: context::Restore,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -588,10 +600,8 @@ impl ScopeGuard {
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        if let Some(prev) = self.prev.take() {
-            context::replace_current(prev);
-        }
-        let ending = if std::thread::panicking() {
+        context::exit(&mut self.restore);
+        let ending = if self.active.unwinding() {
             Ending::Panicked
         } else {
             Ending::Normal

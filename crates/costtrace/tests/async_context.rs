@@ -146,3 +146,43 @@ fn item_outcomes_can_be_counted_from_async_code() {
         assert!(!s.error_occurred);
     });
 }
+
+#[test]
+fn a_guard_held_across_await_does_not_leak_out_of_the_poll() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cap = capture();
+    let _outer = costtrace::with_context([("tenant_id", "outer")]);
+    let task_ctx = current().with([("tenant_id", "task")]);
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let fut = async {
+            let g = scope("held").attr("tenant_id", "held").enter();
+            tokio::task::yield_now().await;
+            // Another poll: the task's context, not the held guard's.
+            assert_eq!(current().get("tenant_id"), Some("task"));
+            let inner = scope("inner").attr("tenant_id", "inner").enter();
+            drop(g);
+            assert_eq!(current().get("tenant_id"), Some("inner"));
+            drop(inner);
+            assert_eq!(current().get("tenant_id"), Some("task"));
+        }
+        .with_context(task_ctx);
+        let mut fut = std::pin::pin!(fut);
+        // The first poll returns at the yield, leaving `held` entered.
+        assert!(futures_poll_once(fut.as_mut()).is_pending());
+        assert_eq!(current().get("tenant_id"), Some("outer"));
+        fut.await;
+        assert_eq!(current().get("tenant_id"), Some("outer"));
+    });
+    assert_eq!(current().get("tenant_id"), Some("outer"));
+    let names: Vec<_> = cap.scopes().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["held", "inner"]);
+}
+
+fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> std::task::Poll<F::Output> {
+    let mut f = f;
+    let waker = std::task::Waker::noop();
+    std::pin::Pin::new(&mut f).poll(&mut std::task::Context::from_waker(waker))
+}

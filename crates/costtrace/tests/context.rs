@@ -155,3 +155,126 @@ fn a_context_with_many_attributes_reads_and_records_them_all() {
     drop(g);
     assert_eq!(cap.scope("big").unwrap().attrs.len(), 1000);
 }
+
+/// What a usage recorded now gets: (scope id, tenant_id).
+fn recorded_context(cap: &costtrace::testing::Capture) -> (Option<uuid::Uuid>, Option<String>) {
+    costtrace::record(Usage::llm("openai", "gpt-4o"));
+    let u = cap.usages().pop().unwrap();
+    (u.scope_id, u.attrs.get("tenant_id").cloned())
+}
+
+#[test]
+fn guards_dropped_in_order_restore_each_previous_context() {
+    let cap = capture();
+    let a = scope("a").attr("tenant_id", "t1").enter();
+    let a_id = a.id();
+    let b = scope("b").attr("tenant_id", "t2").enter();
+    assert_eq!(
+        recorded_context(&cap),
+        (Some(b.id()), Some("t2".to_owned()))
+    );
+    drop(b);
+    assert_eq!(recorded_context(&cap), (Some(a_id), Some("t1".to_owned())));
+    drop(a);
+    assert_eq!(recorded_context(&cap), (None, None));
+    assert!(current().get("tenant_id").is_none());
+}
+
+#[test]
+fn two_scope_guards_dropped_out_of_order_leave_no_stale_context() {
+    let cap = capture();
+    let a = scope("a").attr("tenant_id", "t1").enter();
+    let b = scope("b").enter();
+    let b_id = b.id();
+    drop(a);
+    // `b` is still active: its context stays current.
+    assert_eq!(recorded_context(&cap), (Some(b_id), Some("t1".to_owned())));
+    drop(b);
+    assert_eq!(recorded_context(&cap), (None, None));
+    assert_eq!(current().scope_id(), None);
+    // Each scope is recorded once; guards still nest afterwards.
+    let names: Vec<_> = cap.scopes().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["a", "b"]);
+    let c = scope("c").attr("tenant_id", "t3").enter();
+    assert_eq!(
+        recorded_context(&cap),
+        (Some(c.id()), Some("t3".to_owned()))
+    );
+    drop(c);
+    assert_eq!(recorded_context(&cap), (None, None));
+}
+
+#[test]
+fn three_guards_dropped_out_of_order_in_every_order_restore_the_base() {
+    let orders: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for order in orders {
+        let cap = capture();
+        let _base = with_context([("tenant_id", "base")]);
+        let mut guards = [
+            Some(scope("a").attr("tenant_id", "t1").enter()),
+            Some(scope("b").attr("tenant_id", "t2").enter()),
+            Some(scope("c").attr("tenant_id", "t3").enter()),
+        ];
+        let ids: Vec<_> = guards.iter().map(|g| g.as_ref().unwrap().id()).collect();
+        let tenants = ["t1", "t2", "t3"];
+        for (n, &i) in order.iter().enumerate() {
+            guards[i] = None;
+            // The innermost guard still alive owns the context; none: the base.
+            let expect = match (0..3).rev().find(|&j| guards[j].is_some()) {
+                Some(j) => (Some(ids[j]), Some(tenants[j].to_owned())),
+                None => (None, Some("base".to_owned())),
+            };
+            assert_eq!(
+                recorded_context(&cap),
+                expect,
+                "order {order:?}, after {} drops",
+                n + 1
+            );
+        }
+        let mut names: Vec<_> = cap.scopes().into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c"], "order {order:?}");
+    }
+    assert!(current().is_empty());
+}
+
+#[test]
+fn a_request_guard_and_a_scope_guard_dropped_out_of_order() {
+    // A struct whose fields drop in declaration order: the request context
+    // first, then the scope entered inside it.
+    struct Handler {
+        _req: costtrace::ContextGuard,
+        _scope: costtrace::ScopeGuard,
+    }
+    let cap = capture();
+    let _outer = with_context([("tenant_id", "outer")]);
+    let req = with_context([("tenant_id", "t1")]);
+    let s = scope("handle").enter();
+    let s_id = s.id();
+    let h = Handler {
+        _req: req,
+        _scope: s,
+    };
+    assert_eq!(recorded_context(&cap), (Some(s_id), Some("t1".to_owned())));
+    drop(h);
+    assert_eq!(recorded_context(&cap), (None, Some("outer".to_owned())));
+
+    // The other way round: a scope, then `clear_context` inside it; the
+    // scope's guard drops first.
+    let s = scope("s").attr("tenant_id", "t2").enter();
+    let cleared = costtrace::clear_context();
+    assert_eq!(recorded_context(&cap), (None, None));
+    drop(s);
+    assert_eq!(recorded_context(&cap), (None, None), "still cleared");
+    drop(cleared);
+    assert_eq!(recorded_context(&cap), (None, Some("outer".to_owned())));
+    let names: Vec<_> = cap.scopes().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["handle", "s"]);
+}

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use costtrace::testing::capture;
-use costtrace::{PricingTier, Usage, batch_scope, scope};
+use std::future::Future;
+
+use costtrace::{FutureExt, PricingTier, Usage, batch_scope, scope};
 
 fn early(n: u32) -> u32 {
     let _s = scope("early").attr("n", n).enter();
@@ -256,4 +258,96 @@ fn usage_is_priced_at_record_time_with_batch_and_cache_semantics() {
     assert_eq!(u[2].cost_nanos, Some(200_000_000));
     assert_eq!(u[3].cost_nanos, Some(135_000_000));
     assert_eq!(u[3].cost_usd, Some(0.135));
+}
+
+#[test]
+fn a_resumed_unwind_does_not_get_an_earlier_panics_message() {
+    let cap = capture();
+    // An unrelated panic, caught: its message must not reach later scopes.
+    assert!(std::panic::catch_unwind(|| panic!("A")).is_err());
+    let r = std::panic::catch_unwind(|| {
+        let _s = scope("resumed").enter();
+        // As rayon and `JoinError::into_panic` re-raise: no panic hook runs.
+        std::panic::resume_unwind(Box::new(()));
+    });
+    assert!(r.is_err());
+    let r = std::panic::catch_unwind(|| {
+        let _s = scope("polled").enter();
+        let fut = std::pin::pin!(
+            async { std::panic::resume_unwind(Box::new(())) }.in_scope(scope("future"))
+        );
+        let waker = std::task::Waker::noop();
+        let _ = fut.poll(&mut std::task::Context::from_waker(waker));
+    });
+    assert!(r.is_err());
+    for name in ["resumed", "polled", "future"] {
+        let s = cap.scope(name).unwrap();
+        assert!(s.error_occurred, "{name}");
+        assert_eq!(s.error_message.as_deref(), Some("panicked"), "{name}");
+    }
+    // A panic that does run the hook still gets its message.
+    let r = std::panic::catch_unwind(|| {
+        let _s = scope("fresh").enter();
+        panic!("B");
+    });
+    assert!(r.is_err());
+    assert_eq!(
+        cap.scope("fresh").unwrap().error_message.as_deref(),
+        Some("panicked: B")
+    );
+}
+
+/// Runs scopes from its `Drop`, which runs while an unrelated panic unwinds;
+/// with `true`, one of them panics (caught inside the `Drop`).
+struct CleansUpOnDrop(bool);
+
+impl Drop for CleansUpOnDrop {
+    fn drop(&mut self) {
+        assert!(std::thread::panicking());
+        scope("cleanup_run").run(|| {});
+        {
+            let _g = scope("cleanup_guard").enter();
+        }
+        let fut = std::pin::pin!(async {}.in_scope(scope("cleanup_future")));
+        let waker = std::task::Waker::noop();
+        assert!(
+            fut.poll(&mut std::task::Context::from_waker(waker))
+                .is_ready()
+        );
+        if self.0 {
+            // A new panic inside the cleanup, caught there, still counts.
+            let r = std::panic::catch_unwind(|| {
+                let _g = scope("cleanup_panics").enter();
+                panic!("cleanup failed");
+            });
+            assert!(r.is_err());
+        }
+    }
+}
+
+#[test]
+fn scopes_run_by_a_drop_during_an_unrelated_unwind_are_not_failed() {
+    for nested_panic in [false, true] {
+        let cap = capture();
+        let r = std::panic::catch_unwind(|| {
+            let _s = scope("unwound").enter();
+            let _c = CleansUpOnDrop(nested_panic);
+            panic!("original");
+        });
+        assert!(r.is_err());
+        for name in ["cleanup_run", "cleanup_guard", "cleanup_future"] {
+            let s = cap.scope(name).unwrap();
+            assert!(!s.error_occurred, "{name}: {:?}", s.error_message);
+            assert_eq!(s.error_message, None, "{name}");
+        }
+        let s = cap.scope("unwound").unwrap();
+        assert!(s.error_occurred);
+        if nested_panic {
+            let c = cap.scope("cleanup_panics").unwrap();
+            assert!(c.error_occurred);
+            assert_eq!(c.error_message.as_deref(), Some("panicked: cleanup failed"));
+        } else {
+            assert_eq!(s.error_message.as_deref(), Some("panicked: original"));
+        }
+    }
 }

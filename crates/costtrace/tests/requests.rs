@@ -167,3 +167,122 @@ fn a_display_that_fails_never_panics_the_caller() {
     assert_eq!(end.doc_id.as_deref(), Some("part"));
     assert_eq!(end.error_message.as_deref(), Some("part"));
 }
+
+#[test]
+fn a_resumed_unwind_does_not_get_an_earlier_panics_message() {
+    let cap = capture();
+    assert!(std::panic::catch_unwind(|| panic!("A")).is_err());
+    let r = std::panic::catch_unwind(|| {
+        let _req = costtrace::request("r-resumed").start();
+        std::panic::resume_unwind(Box::new(()));
+    });
+    assert!(r.is_err());
+    let end = requests(&cap)
+        .into_iter()
+        .find(|r| r.status_code.is_some())
+        .unwrap();
+    assert_eq!(end.status_code, Some(500));
+    assert_eq!(end.error_message.as_deref(), Some("panicked"));
+}
+
+#[test]
+fn a_request_run_by_a_drop_during_an_unrelated_unwind_is_not_a_panic() {
+    struct EndsOnDrop;
+    impl Drop for EndsOnDrop {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking());
+            let ok = costtrace::request("r-ok").start();
+            ok.end(200, None::<&str>);
+            // Dropped without end(): the ordinary 500, not a panic.
+            drop(costtrace::request("r-dropped").start());
+        }
+    }
+    let cap = capture();
+    let r = std::panic::catch_unwind(|| {
+        let _c = EndsOnDrop;
+        panic!("original");
+    });
+    assert!(r.is_err());
+    let ends: Vec<_> = requests(&cap)
+        .into_iter()
+        .filter(|r| r.status_code.is_some())
+        .map(|r| (r.request_id, r.status_code, r.error_message))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ("r-ok".to_owned(), Some(200), None),
+            (
+                "r-dropped".to_owned(),
+                Some(500),
+                Some("the request was dropped without end()".to_owned())
+            ),
+        ]
+    );
+}
+
+#[test]
+fn clones_dropped_at_once_on_two_threads_end_the_request_exactly_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, mpsc};
+
+    const ROUNDS: usize = 2_000;
+    let cap = capture();
+    // A spinning barrier releases both threads within nanoseconds of each
+    // other (a parked thread takes microseconds to wake).
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel::<costtrace::ActiveRequest>();
+            let arrived = arrived.clone();
+            let done = done_tx.clone();
+            let h = std::thread::spawn(move || {
+                for (round, req) in rx.into_iter().enumerate() {
+                    arrived.fetch_add(1, Ordering::AcqRel);
+                    let mut spins = 0u32;
+                    while arrived.load(Ordering::Acquire) < 2 * (round + 1) {
+                        spins += 1;
+                        if spins.is_multiple_of(1024) {
+                            // The other thread may not be running (2 cores).
+                            std::thread::yield_now();
+                        }
+                        std::hint::spin_loop();
+                    }
+                    drop(req);
+                    done.send(()).unwrap();
+                }
+            });
+            (tx, h)
+        })
+        .collect();
+    for i in 0..ROUNDS {
+        let req = costtrace::request(format!("r-{i}")).start();
+        workers[0].0.send(req.clone()).unwrap();
+        workers[1].0.send(req).unwrap();
+        done_rx.recv().unwrap();
+        done_rx.recv().unwrap();
+    }
+    for (tx, h) in workers {
+        drop(tx);
+        h.join().unwrap();
+    }
+    let mut ends = vec![0usize; ROUNDS];
+    for r in requests(&cap)
+        .into_iter()
+        .filter(|r| r.status_code.is_some())
+    {
+        assert_eq!(r.status_code, Some(500));
+        assert_eq!(
+            r.error_message.as_deref(),
+            Some("the request was dropped without end()")
+        );
+        let i: usize = r.request_id["r-".len()..].parse().unwrap();
+        ends[i] += 1;
+    }
+    let wrong: Vec<_> = ends.iter().enumerate().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "requests not ended exactly once: {wrong:?}"
+    );
+}
