@@ -88,8 +88,10 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         quote! {
             #builder
             let __costtrace_guard = __costtrace_b.enter();
-            #[allow(clippy::redundant_closure_call)]
-            #out_binding = (#closure)();
+            // Through `call_once`, the closure is `FnOnce`: the body may
+            // return borrows of its captures (`&mut self`), while `return`
+            // and `?` still leave only the closure, so the value is seen.
+            #out_binding = ::costtrace::__private::call_once(#closure);
             if let ::core::option::Option::Some(__costtrace_e) = #error_of {
                 __costtrace_guard.fail(__costtrace_e);
             }

@@ -12,6 +12,15 @@ pub fn start(b: ScopeBuilder) -> ActiveScope {
     b.start()
 }
 
+/// Calls `f` once. A closure passed here is an `FnOnce` closure (its kind is
+/// taken from this bound), so a sync body wrapped in it can return borrows
+/// of what it captured, such as `&mut self` (an immediately called closure
+/// would be inferred `FnMut` and could not).
+#[inline(always)]
+pub fn call_once<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Autoref-specialization probe: the most specific impl has the most `&`s.
 #[allow(missing_debug_implementations)]
 pub struct Probe<'a, T: ?Sized>(pub &'a T);

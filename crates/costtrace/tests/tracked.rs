@@ -287,4 +287,102 @@ fn async_panics_mark_the_scope() {
 fn compile_errors_are_spanned() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
+    t.pass("tests/ui-pass/*.rs");
+}
+
+/// Methods returning borrows of `&mut self` (the sync body used to be an
+/// `FnMut` closure, which cannot let such a borrow escape).
+struct Slots {
+    map: std::collections::HashMap<String, u32>,
+}
+
+impl Slots {
+    #[tracked]
+    fn slot(&mut self, job_id: &str) -> &mut u32 {
+        self.map.get_mut(job_id).unwrap()
+    }
+
+    #[tracked]
+    fn slot_or_err(&mut self, job_id: &str) -> Result<&mut u32, MyError> {
+        if job_id == "none" {
+            return Err(MyError("no job id"));
+        }
+        let v = self.map.get_mut(job_id).ok_or(MyError("no such job"))?;
+        Ok(v)
+    }
+
+    #[tracked]
+    fn slot_or_panic(&mut self, job_id: &str) -> Option<&mut u32> {
+        if job_id == "boom" {
+            panic!("no slot for boom");
+        }
+        self.map.get_mut(job_id)
+    }
+
+    #[tracked]
+    async fn slot_async(&mut self, job_id: &str) -> Result<&mut u32, MyError> {
+        tokio::task::yield_now().await;
+        self.map.get_mut(job_id).ok_or(MyError("no such job"))
+    }
+}
+
+#[test]
+fn methods_returning_borrows_of_mut_self() {
+    let cap = capture();
+    let mut s = Slots {
+        map: std::collections::HashMap::from([("j1".to_owned(), 0)]),
+    };
+    *s.slot("j1") += 1;
+    assert!(s.slot_or_err("none").is_err());
+    assert!(s.slot_or_err("j2").is_err());
+    *s.slot_or_err("j1").unwrap() += 1;
+    *s.slot_or_panic("j1").unwrap() += 1;
+    let mut s = std::panic::AssertUnwindSafe(s);
+    assert!(std::panic::catch_unwind(move || s.slot_or_panic("boom").is_none()).is_err());
+
+    let scopes = cap.scopes();
+    let summary: Vec<_> = scopes
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.attrs["job_id"].as_str(),
+                s.error_message.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("slot", "j1", None),
+            ("slot_or_err", "none", Some("my error: no job id")),
+            ("slot_or_err", "j2", Some("my error: no such job")),
+            ("slot_or_err", "j1", None),
+            ("slot_or_panic", "j1", None),
+            ("slot_or_panic", "boom", Some("panicked: no slot for boom")),
+        ]
+    );
+    assert!(scopes[1].error_occurred && scopes[2].error_occurred && scopes[5].error_occurred);
+    assert!(!scopes[3].error_occurred);
+}
+
+#[test]
+fn async_method_returning_a_borrow_of_mut_self() {
+    rt().block_on(async {
+        let cap = capture();
+        let mut s = Slots {
+            map: std::collections::HashMap::from([("j1".to_owned(), 0)]),
+        };
+        *s.slot_async("j1").await.unwrap() += 1;
+        assert!(s.slot_async("j2").await.is_err());
+        assert_eq!(s.map["j1"], 1);
+        let scopes = cap.scopes();
+        assert_eq!(scopes.len(), 2);
+        assert!(!scopes[0].error_occurred);
+        assert_eq!(
+            scopes[1].error_message.as_deref(),
+            Some("my error: no such job")
+        );
+        assert_eq!(scopes[1].attrs["job_id"], "j2");
+    });
 }
