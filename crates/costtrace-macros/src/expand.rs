@@ -4,14 +4,30 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
+use syn::visit_mut::{self, VisitMut};
 use syn::{ReturnType, Type};
 
 use crate::parse::Tracked;
 
-fn contains_impl_trait(ty: &Type) -> bool {
-    ty.to_token_stream()
-        .into_iter()
-        .any(|t| t.to_string() == "impl")
+/// `ty` with every `impl Trait` in it (at any depth: `(impl Display, u32)`,
+/// `[impl T; 2]`, `Option<impl T>`) replaced by `_`, so that it can annotate
+/// a `let` and a closure's return type; `impl Trait` is not allowed there.
+fn without_impl_trait(ty: &Type) -> Type {
+    struct Infer;
+    impl VisitMut for Infer {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(it) = ty {
+                *ty = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](it.impl_token.span),
+                });
+                return;
+            }
+            visit_mut::visit_type_mut(self, ty);
+        }
+    }
+    let mut ty = ty.clone();
+    Infer.visit_type_mut(&mut ty);
+    ty
 }
 
 pub(crate) fn expand(t: Tracked) -> TokenStream {
@@ -54,15 +70,11 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         #(#field_attrs)*
     };
 
-    let (ret_ty, annotate) = match &sig.output {
-        ReturnType::Default => (quote!(()), true),
-        ReturnType::Type(_, ty) => (quote!(#ty), !contains_impl_trait(ty)),
+    let ret_ty = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => without_impl_trait(ty).into_token_stream(),
     };
-    let out_binding = if annotate {
-        quote!(let __costtrace_out: #ret_ty)
-    } else {
-        quote!(let __costtrace_out)
-    };
+    let out_binding = quote!(let __costtrace_out: #ret_ty);
     let error_of = quote! {
         {
             #[allow(unused_imports)]
@@ -80,18 +92,13 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
             __costtrace_out
         }
     } else {
-        let closure = if annotate {
-            quote!(move || -> #ret_ty #block)
-        } else {
-            quote!(move || #block)
-        };
         quote! {
             #builder
             let __costtrace_guard = __costtrace_b.enter();
             // Through `call_once`, the closure is `FnOnce`: the body may
             // return borrows of its captures (`&mut self`), while `return`
             // and `?` still leave only the closure, so the value is seen.
-            #out_binding = ::costtrace::__private::call_once(#closure);
+            #out_binding = ::costtrace::__private::call_once(move || -> #ret_ty #block);
             if let ::core::option::Option::Some(__costtrace_e) = #error_of {
                 __costtrace_guard.fail(__costtrace_e);
             }

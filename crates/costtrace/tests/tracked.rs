@@ -386,3 +386,40 @@ fn async_method_returning_a_borrow_of_mut_self() {
         assert_eq!(scopes[1].attrs["job_id"], "j2");
     });
 }
+
+#[tracked]
+fn nested_impl_trait(job_id: &str) -> (impl fmt::Display, [impl fmt::Display; 2]) {
+    if job_id == "early" {
+        return ("early", ["a", "b"]);
+    }
+    ("late", ["c", "d"])
+}
+
+#[tracked]
+fn nested_impl_trait_err(fail: bool) -> Result<(impl fmt::Display, u32), MyError> {
+    if fail {
+        Err(MyError("nested impl failed"))?;
+    }
+    Ok((1u8, 2))
+}
+
+#[test]
+fn impl_trait_nested_in_the_return_type() {
+    let cap = capture();
+    let (a, [b, _]) = nested_impl_trait("early");
+    assert_eq!(format!("{a}{b}"), "earlya");
+    let (a, [_, d]) = nested_impl_trait("j-2");
+    assert_eq!(format!("{a}{d}"), "lated");
+    assert!(nested_impl_trait_err(true).is_err());
+    let (x, y) = nested_impl_trait_err(false).unwrap();
+    assert_eq!((x.to_string(), y), ("1".to_owned(), 2));
+    let scopes = cap.scopes();
+    assert_eq!(scopes.len(), 4);
+    assert_eq!(scopes[0].attrs["job_id"], "early");
+    assert_eq!(scopes[1].attrs["job_id"], "j-2");
+    assert_eq!(
+        scopes[2].error_message.as_deref(),
+        Some("my error: nested impl failed")
+    );
+    assert!(!scopes[3].error_occurred);
+}
