@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
 use syn::visit_mut::{self, VisitMut};
-use syn::{ReturnType, Type};
+use syn::{AttrStyle, ReturnType, Type};
 
 use crate::parse::Tracked;
 
@@ -70,6 +70,12 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         #(#field_attrs)*
     };
 
+    // Outer attributes go on the function; inner ones (`#![allow(..)]`
+    // written in the body, which syn moves to `attrs`) back into the body.
+    let (outer_attrs, inner_attrs): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|a| matches!(a.style, AttrStyle::Outer));
+
     let ret_ty = match &sig.output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => without_impl_trait(ty).into_token_stream(),
@@ -108,8 +114,9 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
     };
 
     quote! {
-        #(#attrs)*
+        #(#outer_attrs)*
         #vis #sig {
+            #(#inner_attrs)*
             #body
         }
     }

@@ -423,3 +423,28 @@ fn impl_trait_nested_in_the_return_type() {
     );
     assert!(!scopes[3].error_occurred);
 }
+
+#[tracked]
+fn with_inner_attribute(job_id: &str) -> Result<u32, MyError> {
+    #![allow(unused_variables)]
+    let unused = 1;
+    if job_id == "bad" {
+        return Err(MyError("bad job"));
+    }
+    Ok(2)
+}
+
+#[test]
+fn inner_attributes_stay_in_the_body() {
+    let cap = capture();
+    assert_eq!(with_inner_attribute("j").unwrap(), 2);
+    assert!(with_inner_attribute("bad").is_err());
+    let scopes = cap.scopes();
+    assert_eq!(scopes[0].name, "with_inner_attribute");
+    assert!(!scopes[0].error_occurred);
+    assert_eq!(scopes[1].attrs["job_id"], "bad");
+    assert_eq!(
+        scopes[1].error_message.as_deref(),
+        Some("my error: bad job")
+    );
+}
