@@ -30,6 +30,16 @@ fn without_impl_trait(ty: &Type) -> Type {
     ty
 }
 
+/// `!` (possibly parenthesized): the function never returns.
+fn is_never(ty: &Type) -> bool {
+    match ty {
+        Type::Never(_) => true,
+        Type::Paren(p) => is_never(&p.elem),
+        Type::Group(g) => is_never(&g.elem),
+        _ => false,
+    }
+}
+
 pub(crate) fn expand(t: Tracked) -> TokenStream {
     let Tracked {
         func,
@@ -76,6 +86,7 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         .into_iter()
         .partition(|a| matches!(a.style, AttrStyle::Outer));
 
+    let never = matches!(&sig.output, ReturnType::Type(_, ty) if is_never(ty));
     let ret_ty = match &sig.output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => without_impl_trait(ty).into_token_stream(),
@@ -89,7 +100,25 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         }
     };
 
-    let body = if sig.asyncness.is_some() {
+    let body = if never {
+        // Nothing is returned, so there is no value to inspect and `!`
+        // cannot be named in a `let` on stable: the scope is recorded when
+        // the guard (or the async scope) drops while unwinding.
+        if sig.asyncness.is_some() {
+            quote! {
+                #builder
+                let __costtrace_active = ::costtrace::__private::start(__costtrace_b);
+                ::costtrace::__private::watched(&__costtrace_active, async move #block).await
+            }
+        } else {
+            let stmts = &block.stmts;
+            quote! {
+                #builder
+                let __costtrace_guard = __costtrace_b.enter();
+                #(#stmts)*
+            }
+        }
+    } else if sig.asyncness.is_some() {
         quote! {
             #builder
             let __costtrace_active = ::costtrace::__private::start(__costtrace_b);

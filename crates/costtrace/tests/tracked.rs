@@ -448,3 +448,34 @@ fn inner_attributes_stay_in_the_body() {
         Some("my error: bad job")
     );
 }
+
+#[tracked]
+fn never_returns(job_id: &str) -> ! {
+    costtrace::record(Usage::llm("openai", "gpt-4o-mini").input_tokens(3));
+    panic!("gave up on {job_id}")
+}
+
+#[tracked]
+async fn never_returns_async(task_id: u32) -> ! {
+    tokio::task::yield_now().await;
+    panic!("task {task_id} gave up")
+}
+
+#[test]
+fn never_returning_functions() {
+    let cap = capture();
+    assert!(std::panic::catch_unwind(|| never_returns("j-3")).is_err());
+    let s = cap.scope("never_returns").unwrap();
+    assert_eq!(s.attrs["job_id"], "j-3");
+    assert!(s.error_occurred);
+    assert_eq!(s.error_message.as_deref(), Some("panicked: gave up on j-3"));
+    assert_eq!(cap.usages()[0].scope_id, Some(s.id));
+
+    rt().block_on(async {
+        let cap = capture();
+        assert!(costtrace::spawn(never_returns_async(4)).await.is_err());
+        let s = cap.scope("never_returns_async").unwrap();
+        assert_eq!(s.attrs["task_id"], "4");
+        assert_eq!(s.error_message.as_deref(), Some("panicked: task 4 gave up"));
+    });
+}
