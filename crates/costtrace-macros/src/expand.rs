@@ -40,6 +40,65 @@ fn is_never(ty: &Type) -> bool {
     }
 }
 
+/// The kind of future a sync fn returns, if it returns one.
+enum FutureReturn {
+    /// `impl Future<Output = T> (+ ...)`, with `T` when it is written.
+    Impl(Option<Type>),
+    /// `Pin<Box<dyn Future<Output = T> (+ ...)>>`, as `#[async_trait]` makes.
+    PinBox,
+}
+
+/// `Some(Output)` when one of `bounds` is `Future` (`Some(None)` if the
+/// output type is not written).
+fn future_bound<'a>(
+    bounds: impl IntoIterator<Item = &'a syn::TypeParamBound>,
+) -> Option<Option<Type>> {
+    bounds.into_iter().find_map(|b| {
+        let syn::TypeParamBound::Trait(t) = b else {
+            return None;
+        };
+        let last = t.path.segments.last()?;
+        if last.ident != "Future" {
+            return None;
+        }
+        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+            return Some(None);
+        };
+        Some(args.args.iter().find_map(|a| match a {
+            syn::GenericArgument::AssocType(at) if at.ident == "Output" => Some(at.ty.clone()),
+            _ => None,
+        }))
+    })
+}
+
+/// The single type argument of a path type whose last segment is `name`.
+fn generic_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+fn future_return(ty: &Type) -> Option<FutureReturn> {
+    match ty {
+        Type::ImplTrait(it) => future_bound(&it.bounds).map(FutureReturn::Impl),
+        Type::Paren(p) => future_return(&p.elem),
+        Type::Group(g) => future_return(&g.elem),
+        _ => match generic_arg(generic_arg(ty, "Pin")?, "Box")? {
+            Type::TraitObject(o) => future_bound(&o.bounds).map(|_| FutureReturn::PinBox),
+            _ => None,
+        },
+    }
+}
+
 pub(crate) fn expand(t: Tracked) -> TokenStream {
     let Tracked {
         func,
@@ -86,6 +145,10 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         .into_iter()
         .partition(|a| matches!(a.style, AttrStyle::Outer));
 
+    let future = match &sig.output {
+        ReturnType::Type(_, ty) if sig.asyncness.is_none() => future_return(ty),
+        _ => None,
+    };
     let never = matches!(&sig.output, ReturnType::Type(_, ty) if is_never(ty));
     let ret_ty = match &sig.output {
         ReturnType::Default => quote!(()),
@@ -117,6 +180,40 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
                 let __costtrace_guard = __costtrace_b.enter();
                 #(#stmts)*
             }
+        }
+    } else if let Some(kind) = future {
+        // A sync fn returning a future: the scope starts with the call (the
+        // body runs in it) and ends when the returned future completes.
+        let tracked = quote! {
+            ::costtrace::__private::tracked(__costtrace_active, __costtrace_fut, |__costtrace_out| {
+                #[allow(unused_imports)]
+                use ::costtrace::__private::{OutcomeOther as _, OutcomeResult as _};
+                (&&::costtrace::__private::Probe(__costtrace_out)).costtrace_error()
+            })
+        };
+        // The output type must be known where the error is looked for; with
+        // `impl Future<Output = T>` it is only inferred from the return type
+        // at the end, so it is given here.
+        let output_is = match &kind {
+            FutureReturn::Impl(Some(out)) => {
+                let out = without_impl_trait(out);
+                quote!(let __costtrace_fut = ::costtrace::__private::output_is::<#out, _>(__costtrace_fut);)
+            }
+            _ => quote!(),
+        };
+        let ret = match kind {
+            FutureReturn::Impl(_) => tracked,
+            FutureReturn::PinBox => quote!(::std::boxed::Box::pin(#tracked)),
+        };
+        quote! {
+            #builder
+            let __costtrace_active = ::costtrace::__private::start(__costtrace_b);
+            let __costtrace_fut = {
+                let __costtrace_ctx = __costtrace_active.context().enter();
+                ::costtrace::__private::call_once(move || -> #ret_ty #block)
+            };
+            #output_is
+            #ret
         }
     } else if sig.asyncness.is_some() {
         quote! {

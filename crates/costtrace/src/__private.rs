@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-pub use crate::future::__watched as watched;
+pub use crate::future::{__Tracked as Tracked, __tracked as tracked, __watched as watched};
 pub use crate::scope::{ActiveScope, ScopeBuilder, scope};
 
 /// Starts a scope without entering it.
@@ -19,6 +19,12 @@ pub fn start(b: ScopeBuilder) -> ActiveScope {
 #[inline(always)]
 pub fn call_once<R>(f: impl FnOnce() -> R) -> R {
     f()
+}
+
+/// `fut`, whose output is `T`: fixes the output type before it is inspected.
+#[inline(always)]
+pub fn output_is<T, F: std::future::Future<Output = T>>(fut: F) -> F {
+    fut
 }
 
 /// Autoref-specialization probe: the most specific impl has the most `&`s.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt;
+use std::future::Future;
 
 use costtrace::testing::capture;
 use costtrace::{FutureExt, Usage, current, tracked};
@@ -477,5 +478,133 @@ fn never_returning_functions() {
         let s = cap.scope("never_returns_async").unwrap();
         assert_eq!(s.attrs["task_id"], "4");
         assert_eq!(s.error_message.as_deref(), Some("panicked: task 4 gave up"));
+    });
+}
+
+#[tracked]
+fn returns_a_future(job_id: &str, fail: bool) -> impl Future<Output = Result<u32, MyError>> + '_ {
+    costtrace::record(Usage::llm("openai", "gpt-4o-mini").input_tokens(1));
+    async move {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        costtrace::record(Usage::llm("openai", "gpt-4o-mini").output_tokens(2));
+        if fail {
+            return Err(MyError("future failed"));
+        }
+        Ok(job_id.len() as u32)
+    }
+}
+
+/// The shape `#[async_trait]` gives a method.
+struct AsyncTraitShaped;
+
+impl AsyncTraitShaped {
+    #[tracked]
+    #[allow(clippy::type_complexity)]
+    fn run<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, MyError>> + Send + 'a>> {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(3));
+            if task_id == "bad" {
+                Err(MyError("boxed future failed"))
+            } else {
+                Ok(7)
+            }
+        })
+    }
+}
+
+fn rt_with_time() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn sync_fns_returning_futures_are_recorded_when_the_future_completes() {
+    rt_with_time().block_on(async {
+        let cap = capture();
+        let fut = returns_a_future("job-1", false);
+        assert!(cap.scopes().is_empty(), "not recorded before it runs");
+        assert_eq!(fut.await.unwrap(), 5);
+        assert!(returns_a_future("job-2", true).await.is_err());
+        drop(returns_a_future("job-3", false));
+
+        let scopes = cap.scopes();
+        assert_eq!(scopes.len(), 3);
+        let (ok, failed, dropped) = (&scopes[0], &scopes[1], &scopes[2]);
+        assert_eq!(ok.name, "returns_a_future");
+        assert_eq!(ok.attrs["job_id"], "job-1");
+        assert!(!ok.error_occurred);
+        assert!(ok.duration_ms >= 30.0, "{}", ok.duration_ms);
+        assert_eq!(failed.attrs["job_id"], "job-2");
+        assert!(failed.error_occurred);
+        assert_eq!(
+            failed.error_message.as_deref(),
+            Some("my error: future failed")
+        );
+        assert!(failed.duration_ms >= 30.0, "{}", failed.duration_ms);
+        assert_eq!(dropped.attrs["job_id"], "job-3");
+        assert_eq!(
+            dropped.error_message.as_deref(),
+            Some("cancelled: the future was dropped before it completed")
+        );
+
+        // Usage from the sync part and from the future are both inside.
+        let usages = cap.usages();
+        assert_eq!(usages.len(), 5);
+        let ids: Vec<_> = usages.iter().map(|u| u.scope_id).collect();
+        assert_eq!(
+            ids,
+            [
+                Some(ok.id),
+                Some(ok.id),
+                Some(failed.id),
+                Some(failed.id),
+                Some(dropped.id)
+            ]
+        );
+
+        let svc = AsyncTraitShaped;
+        assert_eq!(svc.run("t-1").await.unwrap(), 7);
+        assert!(svc.run("bad").await.is_err());
+        let runs: Vec<_> = cap
+            .scopes()
+            .into_iter()
+            .filter(|s| s.name == "run")
+            .collect();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].attrs["task_id"], "t-1");
+        assert!(!runs[0].error_occurred);
+        assert!(runs[0].duration_ms >= 30.0, "{}", runs[0].duration_ms);
+        assert_eq!(
+            runs[1].error_message.as_deref(),
+            Some("my error: boxed future failed")
+        );
+        let usages = cap.usages();
+        assert_eq!(usages[5].scope_id, Some(runs[0].id));
+        assert_eq!(usages[6].scope_id, Some(runs[1].id));
+    });
+}
+
+#[tracked]
+fn future_that_panics() -> impl Future<Output = u32> {
+    async {
+        tokio::task::yield_now().await;
+        panic!("future boom")
+    }
+}
+
+#[test]
+fn panics_in_returned_futures_mark_the_scope() {
+    rt().block_on(async {
+        let cap = capture();
+        assert!(costtrace::spawn(future_that_panics()).await.is_err());
+        let s = cap.scope("future_that_panics").unwrap();
+        assert_eq!(s.error_message.as_deref(), Some("panicked: future boom"));
     });
 }
