@@ -43,7 +43,7 @@ fn is_never(ty: &Type) -> bool {
 /// The kind of future a sync fn returns, if it returns one.
 enum FutureReturn {
     /// `impl Future<Output = T> (+ ...)`, with `T` when it is written.
-    Impl(Option<Type>),
+    Impl(Option<Box<Type>>),
     /// `Pin<Box<dyn Future<Output = T> (+ ...)>>`, as `#[async_trait]` makes.
     PinBox,
 }
@@ -89,7 +89,9 @@ fn generic_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
 
 fn future_return(ty: &Type) -> Option<FutureReturn> {
     match ty {
-        Type::ImplTrait(it) => future_bound(&it.bounds).map(FutureReturn::Impl),
+        Type::ImplTrait(it) => {
+            future_bound(&it.bounds).map(|o| FutureReturn::Impl(o.map(Box::new)))
+        }
         Type::Paren(p) => future_return(&p.elem),
         Type::Group(g) => future_return(&g.elem),
         _ => match generic_arg(generic_arg(ty, "Pin")?, "Box")? {
