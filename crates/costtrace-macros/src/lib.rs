@@ -16,6 +16,9 @@ mod parse;
 /// are `Display` (or an `Option` of a `Display`); `fields(a, b)` adds any
 /// other arguments, which must then be `Display`. An `Err` return marks the
 /// scope failed with the error's message; a panic marks it failed too.
+/// A sync fn returning `impl Future<Output = ..>` or
+/// `Pin<Box<dyn Future<Output = ..> ..>>` (what `#[async_trait]` makes) is
+/// recorded when the returned future completes, with the future's outcome.
 ///
 /// ```text
 /// #[costtrace::tracked(operation = "receipt_analysis", fields(receipt_id))]

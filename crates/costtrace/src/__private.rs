@@ -4,12 +4,27 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-pub use crate::future::__watched as watched;
+pub use crate::future::{__Tracked as Tracked, __tracked as tracked, __watched as watched};
 pub use crate::scope::{ActiveScope, ScopeBuilder, scope};
 
 /// Starts a scope without entering it.
 pub fn start(b: ScopeBuilder) -> ActiveScope {
     b.start()
+}
+
+/// Calls `f` once. A closure passed here is an `FnOnce` closure (its kind is
+/// taken from this bound), so a sync body wrapped in it can return borrows
+/// of what it captured, such as `&mut self` (an immediately called closure
+/// would be inferred `FnMut` and could not).
+#[inline(always)]
+pub fn call_once<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `fut`, whose output is `T`: fixes the output type before it is inspected.
+#[inline(always)]
+pub fn output_is<T, F: std::future::Future<Output = T>>(fut: F) -> F {
+    fut
 }
 
 /// Autoref-specialization probe: the most specific impl has the most `&`s.

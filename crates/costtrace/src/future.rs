@@ -156,3 +156,56 @@ impl<F: Future> Future for InScope<F> {
 pub fn __watched<F: Future>(active: &ActiveScope, fut: F) -> WithContext<F> {
     WithContext::new(fut, active.context(), true)
 }
+
+pin_project! {
+    /// Used by `#[tracked]` on sync fns that return a future: the scope
+    /// started by the call is current while the future is polled, and is
+    /// recorded when it completes, failed with what `error_of` finds in the
+    /// output (or as cancelled if the future is dropped first).
+    #[doc(hidden)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct __Tracked<F, C> {
+        #[pin]
+        inner: WithContext<F>,
+        active: Option<ActiveScope>,
+        error_of: Option<C>,
+    }
+}
+
+impl<F, C> std::fmt::Debug for __Tracked<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked")
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future, C: FnOnce(&F::Output) -> Option<String>> Future for __Tracked<F, C> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Poll::Ready(out) = this.inner.poll(cx) else {
+            return Poll::Pending;
+        };
+        if let Some(active) = this.active.take() {
+            let error = this.error_of.take().and_then(|e| e(&out));
+            active.complete_with(error);
+        }
+        Poll::Ready(out)
+    }
+}
+
+/// See [`__Tracked`].
+#[doc(hidden)]
+pub fn __tracked<F, C>(active: ActiveScope, fut: F, error_of: C) -> __Tracked<F, C>
+where
+    F: Future,
+    C: FnOnce(&F::Output) -> Option<String>,
+{
+    __Tracked {
+        inner: WithContext::new(fut, active.context(), true),
+        active: Some(active),
+        error_of: Some(error_of),
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt;
+use std::future::Future;
 
 use costtrace::testing::capture;
 use costtrace::{FutureExt, Usage, current, tracked};
@@ -287,4 +288,323 @@ fn async_panics_mark_the_scope() {
 fn compile_errors_are_spanned() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
+    t.pass("tests/ui-pass/*.rs");
+}
+
+/// Methods returning borrows of `&mut self` (the sync body used to be an
+/// `FnMut` closure, which cannot let such a borrow escape).
+struct Slots {
+    map: std::collections::HashMap<String, u32>,
+}
+
+impl Slots {
+    #[tracked]
+    fn slot(&mut self, job_id: &str) -> &mut u32 {
+        self.map.get_mut(job_id).unwrap()
+    }
+
+    #[tracked]
+    fn slot_or_err(&mut self, job_id: &str) -> Result<&mut u32, MyError> {
+        if job_id == "none" {
+            return Err(MyError("no job id"));
+        }
+        let v = self.map.get_mut(job_id).ok_or(MyError("no such job"))?;
+        Ok(v)
+    }
+
+    #[tracked]
+    fn slot_or_panic(&mut self, job_id: &str) -> Option<&mut u32> {
+        if job_id == "boom" {
+            panic!("no slot for boom");
+        }
+        self.map.get_mut(job_id)
+    }
+
+    #[tracked]
+    async fn slot_async(&mut self, job_id: &str) -> Result<&mut u32, MyError> {
+        tokio::task::yield_now().await;
+        self.map.get_mut(job_id).ok_or(MyError("no such job"))
+    }
+}
+
+#[test]
+fn methods_returning_borrows_of_mut_self() {
+    let cap = capture();
+    let mut s = Slots {
+        map: std::collections::HashMap::from([("j1".to_owned(), 0)]),
+    };
+    *s.slot("j1") += 1;
+    assert!(s.slot_or_err("none").is_err());
+    assert!(s.slot_or_err("j2").is_err());
+    *s.slot_or_err("j1").unwrap() += 1;
+    *s.slot_or_panic("j1").unwrap() += 1;
+    let mut s = std::panic::AssertUnwindSafe(s);
+    assert!(std::panic::catch_unwind(move || s.slot_or_panic("boom").is_none()).is_err());
+
+    let scopes = cap.scopes();
+    let summary: Vec<_> = scopes
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.attrs["job_id"].as_str(),
+                s.error_message.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("slot", "j1", None),
+            ("slot_or_err", "none", Some("my error: no job id")),
+            ("slot_or_err", "j2", Some("my error: no such job")),
+            ("slot_or_err", "j1", None),
+            ("slot_or_panic", "j1", None),
+            ("slot_or_panic", "boom", Some("panicked: no slot for boom")),
+        ]
+    );
+    assert!(scopes[1].error_occurred && scopes[2].error_occurred && scopes[5].error_occurred);
+    assert!(!scopes[3].error_occurred);
+}
+
+#[test]
+fn async_method_returning_a_borrow_of_mut_self() {
+    rt().block_on(async {
+        let cap = capture();
+        let mut s = Slots {
+            map: std::collections::HashMap::from([("j1".to_owned(), 0)]),
+        };
+        *s.slot_async("j1").await.unwrap() += 1;
+        assert!(s.slot_async("j2").await.is_err());
+        assert_eq!(s.map["j1"], 1);
+        let scopes = cap.scopes();
+        assert_eq!(scopes.len(), 2);
+        assert!(!scopes[0].error_occurred);
+        assert_eq!(
+            scopes[1].error_message.as_deref(),
+            Some("my error: no such job")
+        );
+        assert_eq!(scopes[1].attrs["job_id"], "j2");
+    });
+}
+
+#[tracked]
+fn nested_impl_trait(job_id: &str) -> (impl fmt::Display, [impl fmt::Display; 2]) {
+    if job_id == "early" {
+        return ("early", ["a", "b"]);
+    }
+    ("late", ["c", "d"])
+}
+
+#[tracked]
+fn nested_impl_trait_err(fail: bool) -> Result<(impl fmt::Display, u32), MyError> {
+    if fail {
+        Err(MyError("nested impl failed"))?;
+    }
+    Ok((1u8, 2))
+}
+
+#[test]
+fn impl_trait_nested_in_the_return_type() {
+    let cap = capture();
+    let (a, [b, _]) = nested_impl_trait("early");
+    assert_eq!(format!("{a}{b}"), "earlya");
+    let (a, [_, d]) = nested_impl_trait("j-2");
+    assert_eq!(format!("{a}{d}"), "lated");
+    assert!(nested_impl_trait_err(true).is_err());
+    let (x, y) = nested_impl_trait_err(false).unwrap();
+    assert_eq!((x.to_string(), y), ("1".to_owned(), 2));
+    let scopes = cap.scopes();
+    assert_eq!(scopes.len(), 4);
+    assert_eq!(scopes[0].attrs["job_id"], "early");
+    assert_eq!(scopes[1].attrs["job_id"], "j-2");
+    assert_eq!(
+        scopes[2].error_message.as_deref(),
+        Some("my error: nested impl failed")
+    );
+    assert!(!scopes[3].error_occurred);
+}
+
+#[tracked]
+fn with_inner_attribute(job_id: &str) -> Result<u32, MyError> {
+    #![allow(unused_variables)]
+    let unused = 1;
+    if job_id == "bad" {
+        return Err(MyError("bad job"));
+    }
+    Ok(2)
+}
+
+#[test]
+fn inner_attributes_stay_in_the_body() {
+    let cap = capture();
+    assert_eq!(with_inner_attribute("j").unwrap(), 2);
+    assert!(with_inner_attribute("bad").is_err());
+    let scopes = cap.scopes();
+    assert_eq!(scopes[0].name, "with_inner_attribute");
+    assert!(!scopes[0].error_occurred);
+    assert_eq!(scopes[1].attrs["job_id"], "bad");
+    assert_eq!(
+        scopes[1].error_message.as_deref(),
+        Some("my error: bad job")
+    );
+}
+
+#[tracked]
+fn never_returns(job_id: &str) -> ! {
+    costtrace::record(Usage::llm("openai", "gpt-4o-mini").input_tokens(3));
+    panic!("gave up on {job_id}")
+}
+
+#[tracked]
+async fn never_returns_async(task_id: u32) -> ! {
+    tokio::task::yield_now().await;
+    panic!("task {task_id} gave up")
+}
+
+#[test]
+fn never_returning_functions() {
+    let cap = capture();
+    assert!(std::panic::catch_unwind(|| never_returns("j-3")).is_err());
+    let s = cap.scope("never_returns").unwrap();
+    assert_eq!(s.attrs["job_id"], "j-3");
+    assert!(s.error_occurred);
+    assert_eq!(s.error_message.as_deref(), Some("panicked: gave up on j-3"));
+    assert_eq!(cap.usages()[0].scope_id, Some(s.id));
+
+    rt().block_on(async {
+        let cap = capture();
+        assert!(costtrace::spawn(never_returns_async(4)).await.is_err());
+        let s = cap.scope("never_returns_async").unwrap();
+        assert_eq!(s.attrs["task_id"], "4");
+        assert_eq!(s.error_message.as_deref(), Some("panicked: task 4 gave up"));
+    });
+}
+
+#[tracked]
+fn returns_a_future(job_id: &str, fail: bool) -> impl Future<Output = Result<u32, MyError>> + '_ {
+    costtrace::record(Usage::llm("openai", "gpt-4o-mini").input_tokens(1));
+    async move {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        costtrace::record(Usage::llm("openai", "gpt-4o-mini").output_tokens(2));
+        if fail {
+            return Err(MyError("future failed"));
+        }
+        Ok(job_id.len() as u32)
+    }
+}
+
+/// The shape `#[async_trait]` gives a method.
+struct AsyncTraitShaped;
+
+impl AsyncTraitShaped {
+    #[tracked]
+    #[allow(clippy::type_complexity)]
+    fn run<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, MyError>> + Send + 'a>> {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(3));
+            if task_id == "bad" {
+                Err(MyError("boxed future failed"))
+            } else {
+                Ok(7)
+            }
+        })
+    }
+}
+
+fn rt_with_time() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn sync_fns_returning_futures_are_recorded_when_the_future_completes() {
+    rt_with_time().block_on(async {
+        let cap = capture();
+        let fut = returns_a_future("job-1", false);
+        assert!(cap.scopes().is_empty(), "not recorded before it runs");
+        assert_eq!(fut.await.unwrap(), 5);
+        assert!(returns_a_future("job-2", true).await.is_err());
+        drop(returns_a_future("job-3", false));
+
+        let scopes = cap.scopes();
+        assert_eq!(scopes.len(), 3);
+        let (ok, failed, dropped) = (&scopes[0], &scopes[1], &scopes[2]);
+        assert_eq!(ok.name, "returns_a_future");
+        assert_eq!(ok.attrs["job_id"], "job-1");
+        assert!(!ok.error_occurred);
+        assert!(ok.duration_ms >= 30.0, "{}", ok.duration_ms);
+        assert_eq!(failed.attrs["job_id"], "job-2");
+        assert!(failed.error_occurred);
+        assert_eq!(
+            failed.error_message.as_deref(),
+            Some("my error: future failed")
+        );
+        assert!(failed.duration_ms >= 30.0, "{}", failed.duration_ms);
+        assert_eq!(dropped.attrs["job_id"], "job-3");
+        assert_eq!(
+            dropped.error_message.as_deref(),
+            Some("cancelled: the future was dropped before it completed")
+        );
+
+        // Usage from the sync part and from the future are both inside.
+        let usages = cap.usages();
+        assert_eq!(usages.len(), 5);
+        let ids: Vec<_> = usages.iter().map(|u| u.scope_id).collect();
+        assert_eq!(
+            ids,
+            [
+                Some(ok.id),
+                Some(ok.id),
+                Some(failed.id),
+                Some(failed.id),
+                Some(dropped.id)
+            ]
+        );
+
+        let svc = AsyncTraitShaped;
+        assert_eq!(svc.run("t-1").await.unwrap(), 7);
+        assert!(svc.run("bad").await.is_err());
+        let runs: Vec<_> = cap
+            .scopes()
+            .into_iter()
+            .filter(|s| s.name == "run")
+            .collect();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].attrs["task_id"], "t-1");
+        assert!(!runs[0].error_occurred);
+        assert!(runs[0].duration_ms >= 30.0, "{}", runs[0].duration_ms);
+        assert_eq!(
+            runs[1].error_message.as_deref(),
+            Some("my error: boxed future failed")
+        );
+        let usages = cap.usages();
+        assert_eq!(usages[5].scope_id, Some(runs[0].id));
+        assert_eq!(usages[6].scope_id, Some(runs[1].id));
+    });
+}
+
+#[tracked]
+fn future_that_panics() -> impl Future<Output = u32> {
+    async {
+        tokio::task::yield_now().await;
+        panic!("future boom")
+    }
+}
+
+#[test]
+fn panics_in_returned_futures_mark_the_scope() {
+    rt().block_on(async {
+        let cap = capture();
+        assert!(costtrace::spawn(future_that_panics()).await.is_err());
+        let s = cap.scope("future_that_panics").unwrap();
+        assert_eq!(s.error_message.as_deref(), Some("panicked: future boom"));
+    });
 }
