@@ -213,7 +213,7 @@ fn ms(v: &str) -> f64 {
 /// A keep-alive HTTP/1.1 POST; returns the status and body.
 fn post(conn: &mut BufReader<TcpStream>, body: &[u8]) -> (u16, Vec<u8>) {
     let head = format!(
-        "POST /api/ingest HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let s = conn.get_mut();
