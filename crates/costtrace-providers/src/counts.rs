@@ -133,12 +133,18 @@ pub(crate) fn error_object(v: &Value) -> Option<ProviderError> {
     if !e.is_object() {
         return None;
     }
-    let kind = ["code", "type"].iter().find_map(|k| match e.get(*k) {
+    Some(error_fields(e, &["code", "type"]))
+}
+
+/// An error object's kind (the first of `kind_keys` present, a string or a
+/// number) and `message`.
+fn error_fields(e: &Value, kind_keys: &[&str]) -> ProviderError {
+    let kind = kind_keys.iter().find_map(|k| match e.get(*k) {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     });
-    Some(ProviderError {
+    ProviderError {
         status: None,
         kind,
         message: e
@@ -146,7 +152,7 @@ pub(crate) fn error_object(v: &Value) -> Option<ProviderError> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned(),
-    })
+    }
 }
 
 /// `{"type": "error", "code": …, "message": …}`. Its `type` is always
@@ -155,20 +161,7 @@ fn flat_error(v: &Value) -> Option<ProviderError> {
     if v.get("type").and_then(Value::as_str) != Some("error") {
         return None;
     }
-    let kind = match v.get("code") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
-    Some(ProviderError {
-        status: None,
-        kind,
-        message: v
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned(),
-    })
+    Some(error_fields(v, &["code"]))
 }
 
 pub(crate) fn num(v: &Value, path: &[&str]) -> Option<u64> {
