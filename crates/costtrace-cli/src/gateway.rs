@@ -9,9 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use costtrace_gateway::{Gateway, GatewayConfig, StoreKeys, Upstream};
-use costtrace_store::AnyStore;
 
-use crate::{Outcome, exit, load_catalogue};
+use crate::{Outcome, load_catalogue};
 
 /// `costtrace gateway --listen 127.0.0.1:8080 --upstream openai=https://api.openai.com …`
 #[derive(Debug, Args)]
@@ -70,18 +69,7 @@ pub(crate) fn run(args: &GatewayArgs, prices: Option<&PathBuf>) -> anyhow::Resul
             .require_key(args.require_key);
         let gateway = match &args.keys {
             Some(url) => {
-                let store = AnyStore::open(url)
-                    .await
-                    .map_err(|e| {
-                        let code = match e {
-                            costtrace_store::StoreError::UnsupportedUrl(_) => exit::USAGE,
-                            _ => exit::STORE,
-                        };
-                        exit::coded(code, e)
-                    })
-                    .with_context(|| {
-                        format!("opening the key store {}", crate::serve::redact(url))
-                    })?;
+                let store = crate::serve::open_store(url, "the key store").await?;
                 Gateway::with_keys(config, Arc::new(StoreKeys::new(store)))?
             }
             None => Gateway::new(config)?,

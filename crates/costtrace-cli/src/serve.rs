@@ -27,17 +27,23 @@ pub(crate) struct StoreArgs {
 impl StoreArgs {
     /// Opens the store; failures carry exit code 4 (2 for a malformed URL).
     pub(crate) async fn open(&self) -> anyhow::Result<AnyStore> {
-        AnyStore::open(&self.database_url)
-            .await
-            .map_err(|e| {
-                let code = match e {
-                    StoreError::UnsupportedUrl(_) => exit::USAGE,
-                    _ => exit::STORE,
-                };
-                exit::coded(code, e)
-            })
-            .with_context(|| format!("opening the store {}", redact(&self.database_url)))
+        open_store(&self.database_url, "the store").await
     }
+}
+
+/// Opens the store at `url` (`what` names it in the error, with the URL's
+/// password hidden); failures carry exit code 4 (2 for a malformed URL).
+pub(crate) async fn open_store(url: &str, what: &str) -> anyhow::Result<AnyStore> {
+    AnyStore::open(url)
+        .await
+        .map_err(|e| {
+            let code = match e {
+                StoreError::UnsupportedUrl(_) => exit::USAGE,
+                _ => exit::STORE,
+            };
+            exit::coded(code, e)
+        })
+        .with_context(|| format!("opening {what} {}", redact(url)))
 }
 
 /// A URL without its password, for messages.
