@@ -178,12 +178,13 @@ pub(crate) fn num(v: &Value, path: &[&str]) -> Option<u64> {
 pub(crate) fn member_near(hay: &[u8], key: &str, last: bool) -> Option<Value> {
     let needle = format!("\"{key}\"");
     let needle = needle.as_bytes();
-    let starts: Vec<usize> = hay
+    // Scanned lazily from the chosen end: the first hit that holds a whole
+    // value ends the search.
+    let mut starts = hay
         .windows(needle.len())
         .enumerate()
         .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect();
+        .map(|(i, _)| i);
     let try_at = |i: usize| -> Option<Value> {
         let mut j = i + needle.len();
         while hay.get(j).is_some_and(u8::is_ascii_whitespace) {
@@ -198,9 +199,9 @@ pub(crate) fn member_near(hay: &[u8], key: &str, last: bool) -> Option<Value> {
             .ok()
     };
     if last {
-        starts.into_iter().rev().find_map(try_at)
+        starts.rev().find_map(try_at)
     } else {
-        starts.into_iter().find_map(try_at)
+        starts.find_map(try_at)
     }
 }
 
