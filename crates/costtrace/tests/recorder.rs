@@ -159,6 +159,52 @@ fn against_a_stuck_sink(
     drop(guard);
 }
 
+/// A thread's events pass through a ring of 1,024 slots and, past it, an
+/// overflow vector up to the queue capacity: all of them arrive, in the order
+/// they were recorded, and exactly the ones past the capacity are dropped.
+#[test]
+fn events_past_the_ring_overflow_in_order_up_to_the_capacity() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("costs.jsonl");
+    let guard = cfg()
+        .sink(SinkSpec::Jsonl(path.clone()))
+        .queue_capacity(5_000)
+        // No wake-up and no tick: nothing is drained until the flush.
+        .batch_size(100_000)
+        .flush_interval(Duration::from_secs(3600))
+        .init()
+        .unwrap();
+    let tokens = |n: std::ops::Range<u64>| {
+        for i in n {
+            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
+        }
+    };
+    tokens(0..3_000);
+    assert_eq!(costtrace::health().unwrap().queued, 3_000);
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    assert_eq!((h.written, h.dropped, h.queued), (3_000, 0, 0));
+    // The ring is free again: then the overflow, exactly up to the capacity.
+    tokens(3_000..8_000);
+    let h = costtrace::health().unwrap();
+    assert_eq!((h.queued, h.dropped), (5_000, 0));
+    // One more does not fit (and wakes the recorder).
+    tokens(8_000..8_001);
+    assert_eq!(costtrace::health().unwrap().dropped, 1);
+    costtrace::flush().unwrap();
+    // Back to the ring after the overflow was emptied.
+    tokens(9_000..9_010);
+    drop(guard);
+    let seen: Vec<u64> = read_jsonl(&path)
+        .iter()
+        .filter_map(Record::as_usage)
+        .map(|u| u.input_tokens.unwrap())
+        .collect();
+    let expected: Vec<u64> = (0..8_000).chain(9_000..9_010).collect();
+    assert_eq!(seen, expected);
+}
+
 #[test]
 fn recording_never_blocks_on_a_stuck_sink_and_counts_every_drop() {
     let _s = serial();
