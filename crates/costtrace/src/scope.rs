@@ -344,12 +344,34 @@ impl ScopeBuilder {
     /// Starts the scope and makes it current until the guard drops; the scope
     /// is recorded then, also when unwinding from a panic.
     pub fn enter(self) -> ScopeGuard {
-        let active = self.start();
-        let restore = context::enter(active.context());
-        ScopeGuard {
-            active,
-            restore,
-            _not_send: PhantomData,
+        let (start, micros) = id::now();
+        let data = ScopeData {
+            id: id::v7_at(micros),
+            name: self.name,
+            started_micros: micros,
+            start,
+            item_count: self.items,
+            continue_on_error: self.continue_on_error,
+            panicking_at_start: std::thread::panicking(),
+            finished: AtomicBool::new(false),
+            outcome: OnceLock::new(),
+        };
+        let (attrs, tier) = (self.attrs, self.tier);
+        // The thread-local owns the frame while the scope is current; the
+        // guard keeps it only when there is no thread-local (teardown).
+        match context::enter_frame(|parent| {
+            context::new_frame(Frame::child(parent, attrs, Some(data), tier, None))
+        }) {
+            Ok(restore) => ScopeGuard {
+                restore,
+                own: None,
+                _not_send: PhantomData,
+            },
+            Err(frame) => ScopeGuard {
+                restore: context::Restore::none(),
+                own: Some(frame),
+                _not_send: PhantomData,
+            },
         }
     }
 
@@ -507,12 +529,6 @@ impl ActiveScope {
         self.complete();
     }
 
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.handle()
-            .data()
-            .map_or(Duration::ZERO, |d| d.start.elapsed())
-    }
-
     fn end(&mut self, ending: Ending) {
         if let Some(h) = self.handle.take() {
             finish(h.frame, ending);
@@ -549,8 +565,11 @@ impl Drop for ActiveScope {
 /// `.await`, use [`FutureExt::in_scope`](crate::FutureExt::in_scope).
 #[must_use = "the scope ends as soon as the guard is dropped; bind it: `let _scope = ...`"]
 pub struct ScopeGuard {
-    active: ActiveScope,
+    /// The guard's entry in the thread's context state, which holds the
+    /// scope's frame while the guard is alive.
     restore: context::Restore,
+    /// The frame, when it could not be handed to the thread (teardown).
+    own: Option<FrameRef>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -563,50 +582,80 @@ impl fmt::Debug for ScopeGuard {
 }
 
 impl ScopeGuard {
+    /// The scope's handle, found where the thread keeps the scope.
+    fn handle_opt(&self) -> Option<ScopeHandle> {
+        let frame = match &self.own {
+            Some(f) => f.clone(),
+            None => context::guard_context(self.restore.id())?.frame?,
+        };
+        frame.scope.as_ref()?;
+        Some(ScopeHandle { frame })
+    }
+
     /// The scope's record id.
     pub fn id(&self) -> Uuid {
-        self.active.handle().id()
+        self.handle_opt().map(|h| h.id()).unwrap_or_default()
     }
 
     /// A handle that can be sent to other threads or tasks.
     pub fn handle(&self) -> ScopeHandle {
-        self.active.handle().clone()
+        self.handle_opt().unwrap_or_else(|| ended_handle().clone())
     }
 
     /// The scope's context.
     pub fn context(&self) -> Context {
-        self.active.context()
+        self.handle_opt().map(|h| h.context()).unwrap_or_default()
     }
 
     /// Counts one item processed successfully.
     pub fn success(&self) {
-        self.active.handle().success();
+        if let Some(h) = self.handle_opt() {
+            h.success();
+        }
     }
 
     /// Counts one failed item; see [`ScopeHandle::failure`].
     pub fn failure(&self, item: impl fmt::Display, error: impl fmt::Display) -> bool {
-        self.active.handle().failure(item, error)
+        match self.handle_opt() {
+            Some(h) => h.failure(item, error),
+            None => true,
+        }
     }
 
     /// Marks the scope failed with `message`.
     pub fn fail(&self, message: impl fmt::Display) {
-        self.active.handle().fail(message);
+        if let Some(h) = self.handle_opt() {
+            h.fail(message);
+        }
     }
 
     /// Time since the scope started.
     pub fn elapsed(&self) -> Duration {
-        self.active.elapsed()
+        self.handle_opt()
+            .and_then(|h| h.data().map(|d| d.start.elapsed()))
+            .unwrap_or(Duration::ZERO)
     }
 }
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        context::exit(&mut self.restore);
-        let ending = if self.active.unwinding() {
+        let frame = match self.own.take() {
+            Some(f) => Some(f),
+            None => context::exit_take(&mut self.restore).and_then(|c| c.frame),
+        };
+        let Some(frame) = frame else {
+            return;
+        };
+        let unwinding = std::thread::panicking()
+            && frame
+                .scope
+                .as_ref()
+                .is_none_or(|d| panic::unwinding_since(d.panicking_at_start, d.start));
+        let ending = if unwinding {
             Ending::Panicked
         } else {
             Ending::Normal
         };
-        self.active.end(ending);
+        finish(frame, ending);
     }
 }

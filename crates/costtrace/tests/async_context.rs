@@ -159,10 +159,16 @@ fn a_guard_held_across_await_does_not_leak_out_of_the_poll() {
     local.block_on(&rt, async {
         let fut = async {
             let g = scope("held").attr("tenant_id", "held").enter();
+            let id = g.id();
             tokio::task::yield_now().await;
             // Another poll: the task's context, not the held guard's.
             assert_eq!(current().get("tenant_id"), Some("task"));
+            // The guard still reaches its scope.
+            g.success();
+            assert_eq!(g.id(), id);
+            assert_eq!(g.context().get("tenant_id"), Some("held"));
             let inner = scope("inner").attr("tenant_id", "inner").enter();
+            g.success();
             drop(g);
             assert_eq!(current().get("tenant_id"), Some("inner"));
             drop(inner);
@@ -177,8 +183,43 @@ fn a_guard_held_across_await_does_not_leak_out_of_the_poll() {
         assert_eq!(current().get("tenant_id"), Some("outer"));
     });
     assert_eq!(current().get("tenant_id"), Some("outer"));
-    let names: Vec<_> = cap.scopes().into_iter().map(|s| s.name).collect();
+    let scopes = cap.scopes();
+    let names: Vec<_> = scopes.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["held", "inner"]);
+    assert_eq!(scopes[0].success_count, 2);
+}
+
+/// A guard moved into a future reaches its scope from inside the future's
+/// polls, where the future's context is current.
+#[test]
+fn a_guard_moved_into_a_future_reaches_its_scope_inside_the_poll() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cap = capture();
+    let g = scope("outside").attr("job_id", "j-1").enter();
+    let id = g.id();
+    let fut = async move {
+        assert_eq!(current().get("job_id"), Some("other"));
+        g.success();
+        tokio::task::yield_now().await;
+        g.failure("item-2", "bad scan");
+        assert_eq!(g.id(), id);
+        drop(g);
+        // Its scope ended inside the poll: the poll's context stays.
+        assert_eq!(current().get("job_id"), Some("other"));
+    }
+    .with_context(costtrace::Context::empty().with([("job_id", "other")]));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, fut);
+    // The guard's scope is gone: nothing is current here any more.
+    assert_eq!(current().get("job_id"), None);
+    let s = cap.scopes();
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        (s[0].id, s[0].success_count, s[0].failure_count),
+        (id, 1, 1)
+    );
 }
 
 fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> std::task::Poll<F::Output> {

@@ -278,3 +278,36 @@ fn a_request_guard_and_a_scope_guard_dropped_out_of_order() {
     let names: Vec<_> = cap.scopes().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["handle", "s"]);
 }
+
+/// A scope guard reaches its scope while a later guard is current, and after
+/// guards dropped out of order.
+#[test]
+fn a_scope_guard_reaches_its_scope_under_later_guards() {
+    let cap = costtrace::testing::capture();
+    let a = scope("a").attr("job_id", "j-a").enter();
+    let req = costtrace::with_context([("tenant_id", "acme")]);
+    let b = scope("b").enter();
+    a.success();
+    a.fail("stopped early");
+    assert_eq!(a.context().get("job_id"), Some("j-a"));
+    assert_eq!(a.context().get("tenant_id"), None);
+    assert_eq!(a.handle().name(), "a");
+    drop(req);
+    a.success();
+    drop(b);
+    a.success();
+    assert_eq!(costtrace::current().get("job_id"), Some("j-a"));
+    drop(a);
+    assert_eq!(costtrace::current().scope_id(), None);
+    assert_eq!(costtrace::current().get("job_id"), None);
+    let s = cap.scopes();
+    let a_rec = s.iter().find(|s| s.name == "a").unwrap();
+    assert_eq!(a_rec.success_count, 3);
+    assert_eq!(a_rec.error_message.as_deref(), Some("stopped early"));
+    let b_rec = s.iter().find(|s| s.name == "b").unwrap();
+    assert_eq!(b_rec.parent_id, Some(a_rec.id));
+    assert_eq!(
+        b_rec.attrs.get("tenant_id").map(String::as_str),
+        Some("acme")
+    );
+}
