@@ -156,6 +156,23 @@ impl Frame {
         }
     }
 
+    /// Makes this (unshared, parentless) frame a child of `parent`: what
+    /// [`Frame::child`] would have inherited.
+    #[inline]
+    pub(crate) fn adopt(&mut self, parent: FrameRef, tier: Option<PricingTier>) {
+        if self.scope.is_some() {
+            self.parent_scope_id = parent.scope_id;
+        } else {
+            self.scope_id = parent.scope_id;
+            self.parent_scope_id = parent.parent_scope_id;
+        }
+        self.tier = tier.unwrap_or(parent.tier);
+        if self.dispatch.is_none() {
+            self.dispatch = parent.dispatch.clone();
+        }
+        self.parent = Some(parent);
+    }
+
     /// This frame and its parents, innermost first.
     pub(crate) fn chain(&self) -> impl Iterator<Item = &Frame> {
         std::iter::successors(Some(self), |f| f.parent.as_deref())
@@ -315,7 +332,7 @@ thread_local! {
             ctx: Context::empty(),
             top: 0,
             last_id: 0,
-            stack: Vec::new(),
+            stack: Stack::new(),
             orphans: Vec::new(),
         })
     };
@@ -344,10 +361,62 @@ struct Current {
     /// The last guard id handed out on this thread.
     last_id: u64,
     /// Contexts displaced by active guards, oldest first.
-    stack: Vec<Displaced>,
+    stack: Stack,
     /// Contexts of guards entered during a poll that has ended (a guard held
     /// across `.await`): no longer current, found by their guard's id.
     orphans: Vec<(u64, Context)>,
+}
+
+/// The displaced contexts. Popped slots are kept and written again field by
+/// field: pushing a whole entry made the compiler build it on the stack and
+/// copy it with wide loads over narrow stores (a store-forwarding stall,
+/// the costliest instruction of entering a scope in `perf`).
+struct Stack {
+    slots: Vec<Displaced>,
+    len: usize,
+}
+
+impl Stack {
+    const fn new() -> Stack {
+        Stack {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, by: u64, owner: u64, ctx: Context) {
+        match self.slots.get_mut(self.len) {
+            Some(e) => {
+                e.by = by;
+                e.owner = owner;
+                e.ctx = ctx;
+                e.dead = false;
+            }
+            None => self.slots.push(Displaced {
+                by,
+                owner,
+                ctx,
+                dead: false,
+            }),
+        }
+        self.len += 1;
+    }
+
+    /// The newest entry, popped (its context is still in it, to be taken).
+    #[inline(always)]
+    fn pop(&mut self) -> Option<&mut Displaced> {
+        self.len = self.len.checked_sub(1)?;
+        self.slots.get_mut(self.len)
+    }
+
+    fn live(&self) -> &[Displaced] {
+        self.slots.get(..self.len).unwrap_or_default()
+    }
+
+    fn live_mut(&mut self) -> &mut [Displaced] {
+        self.slots.get_mut(..self.len).unwrap_or_default()
+    }
 }
 
 /// A context displaced by the guard `by`.
@@ -403,35 +472,34 @@ fn install(cur: &mut Current, ctx: Context) -> u64 {
     cur.last_id += 1;
     let id = cur.last_id;
     let prev = std::mem::replace(&mut cur.ctx, ctx);
-    cur.stack.push(Displaced {
-        by: id,
-        owner: cur.top,
-        ctx: prev,
-        dead: false,
-    });
+    let owner = cur.top;
+    cur.stack.push(id, owner, prev);
     cur.top = id;
     id
 }
 
-/// Makes the frame `make` builds (given the current frame, its parent)
-/// current, with no reference count touched; the returned [`Restore`] goes
-/// to [`exit_take`]. `Err` with the frame when the thread-local is gone
-/// (thread teardown): the caller keeps it.
+/// Makes `frame` (a new scope's, built without a parent) current as a child
+/// of the current context, with no reference count touched but the
+/// parent's; the returned [`Restore`] goes to [`exit_take`]. `tier` is the
+/// scope's own tier, if it has one. `Err` with the frame when the
+/// thread-local is gone (thread teardown): the caller keeps it.
 #[inline]
-pub(crate) fn enter_frame(
-    make: impl FnOnce(Option<FrameRef>) -> FrameRef,
-) -> Result<Restore, FrameRef> {
-    let mut make = Some(make);
+pub(crate) fn enter_frame(frame: FrameRef, tier: Option<PricingTier>) -> Result<Restore, FrameRef> {
+    let mut frame = Some(frame);
     let r = CURRENT.try_with(|c| {
         let mut cur = c.try_borrow_mut().ok()?;
-        let parent = cur.ctx.frame.clone();
-        let frame = make.take()?(parent);
+        let mut frame = frame.take()?;
+        if let Some(parent) = &cur.ctx.frame
+            && let Some(f) = FrameRef::get_mut(&mut frame)
+        {
+            f.adopt(parent.clone(), tier);
+        }
         Some(install(&mut cur, Context { frame: Some(frame) }))
     });
-    match (r, make) {
+    match (r, frame) {
         (Ok(Some(id)), _) => Ok(Restore { id }),
-        (_, Some(make)) => Err(make(current().frame)),
-        (_, None) => unreachable!("`make` runs only once the borrow is held, and then succeeds"),
+        (_, Some(frame)) => Err(frame),
+        (_, None) => unreachable!("the frame is taken only once the borrow is held"),
     }
 }
 
@@ -475,18 +543,17 @@ pub(crate) fn exit(r: &mut Restore) {
 #[inline]
 fn restore_below(cur: &mut Current, dropped: &mut Vec<Context>) {
     loop {
-        match cur.stack.pop() {
-            Some(e) if !e.dead => {
-                cur.ctx = e.ctx;
-                cur.top = e.owner;
-                return;
-            }
-            Some(e) => dropped.push(e.ctx),
-            None => {
-                cur.top = 0;
-                return;
-            }
+        let Some(e) = cur.stack.pop() else {
+            cur.top = 0;
+            return;
+        };
+        let ctx = std::mem::take(&mut e.ctx);
+        if !e.dead {
+            cur.top = e.owner;
+            cur.ctx = ctx;
+            return;
         }
+        dropped.push(ctx);
     }
 }
 
@@ -496,6 +563,7 @@ fn restore_below(cur: &mut Current, dropped: &mut Vec<Context>) {
 fn take_waiting(cur: &mut Current, id: u64) -> Option<Context> {
     if let Some(d) = cur
         .stack
+        .live_mut()
         .iter_mut()
         .rev()
         .find(|d| d.owner == id && !d.dead)
@@ -518,7 +586,13 @@ pub(crate) fn guard_context(id: u64) -> Option<Context> {
             if cur.top == id {
                 return Some(cur.ctx.clone());
             }
-            if let Some(d) = cur.stack.iter().rev().find(|d| d.owner == id && !d.dead) {
+            if let Some(d) = cur
+                .stack
+                .live()
+                .iter()
+                .rev()
+                .find(|d| d.owner == id && !d.dead)
+            {
                 return Some(d.ctx.clone());
             }
             cur.orphans
@@ -568,7 +642,7 @@ pub(crate) fn exit_poll(saved: Saved) {
 #[cold]
 #[inline(never)]
 fn exit_poll_unordered(cur: &mut Current, id: u64, dropped: &mut Vec<Context>) {
-    if !cur.stack.iter().any(|d| d.by == id) {
+    if !cur.stack.live().iter().any(|d| d.by == id) {
         // The poll's own entry is gone (its state was cleared by a guard
         // leak): leave the context alone.
         return;
@@ -583,20 +657,22 @@ fn exit_poll_unordered(cur: &mut Current, id: u64, dropped: &mut Vec<Context>) {
         dropped.push(ctx);
     }
     while let Some(e) = cur.stack.pop() {
-        if e.by == id {
-            if e.dead {
-                dropped.push(e.ctx);
+        let (by, owner, dead) = (e.by, e.owner, e.dead);
+        let ctx = std::mem::take(&mut e.ctx);
+        if by == id {
+            if dead {
+                dropped.push(ctx);
                 restore_below(cur, dropped);
             } else {
-                cur.ctx = e.ctx;
-                cur.top = e.owner;
+                cur.ctx = ctx;
+                cur.top = owner;
             }
             return;
         }
-        if e.dead || e.owner == id || e.owner == 0 {
-            dropped.push(e.ctx);
+        if dead || owner == id || owner == 0 {
+            dropped.push(ctx);
         } else {
-            orphan(cur, e.owner, e.ctx, dropped);
+            orphan(cur, owner, ctx, dropped);
         }
     }
 }

@@ -356,12 +356,13 @@ impl ScopeBuilder {
             finished: AtomicBool::new(false),
             outcome: OnceLock::new(),
         };
-        let (attrs, tier) = (self.attrs, self.tier);
-        // The thread-local owns the frame while the scope is current; the
-        // guard keeps it only when there is no thread-local (teardown).
-        match context::enter_frame(|parent| {
-            context::new_frame(Frame::child(parent, attrs, Some(data), tier, None))
-        }) {
+        let tier = self.tier;
+        // Built without its parent, then adopted by the current frame inside
+        // the thread-local's borrow; the thread-local owns it while the scope
+        // is current and the guard keeps it only when there is no
+        // thread-local (teardown).
+        let frame = context::new_frame(Frame::child(None, self.attrs, Some(data), tier, None));
+        match context::enter_frame(frame, tier) {
             Ok(restore) => ScopeGuard {
                 restore,
                 own: None,
