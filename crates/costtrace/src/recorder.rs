@@ -381,7 +381,21 @@ pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
             if local.generation != ACTIVE_GENERATION.load(Ordering::Acquire) {
                 return None;
             }
-            local.push_fast(&mut make)
+            if local.push_fast(&mut make).is_some() {
+                return Some(());
+            }
+            // The ring is full or overflowing: under the drop policy that is
+            // settled here, without the global lock.
+            if local.buf.policy != QueuePolicy::Drop || local.buf.closed.load(Ordering::Relaxed) {
+                return None;
+            }
+            let ev = make.take()?();
+            if let Err(ev) = local.push(ev) {
+                local.buf.waker.wake();
+                drop_event(&local.buf.health, "buffer full");
+                recycle(ev);
+            }
+            Some(())
         })
         .ok()
         .flatten();
@@ -437,6 +451,8 @@ struct ThreadBuffer {
     /// which finds the recorder gone.
     closed: AtomicBool,
     /// Copied from the recorder so that the fast path needs nothing else.
+    policy: QueuePolicy,
+    health: Arc<Health>,
     capacity: usize,
     max_bytes: usize,
     wake_at: usize,
@@ -564,24 +580,30 @@ impl Local {
     }
 
     fn push_overflow(&mut self, ev: Event) -> Result<(), Event> {
-        let buf = self.buf.clone();
+        let ring_bytes = self.ring_bytes();
+        let Local {
+            buf,
+            ring,
+            overflowing,
+            ..
+        } = self;
         let Ok(mut p) = buf.overflow.lock() else {
             return Err(ev);
         };
         if buf.closed.load(Ordering::Relaxed) {
             return Err(ev);
         }
-        if self.overflowing && p.events.is_empty() && !self.ring.is_full() {
+        if *overflowing && p.events.is_empty() && !ring.is_full() {
             // The recorder has taken every overflow event: back to the ring.
-            self.overflowing = false;
+            *overflowing = false;
             drop(p);
             return self.push(ev);
         }
-        let room = buf.capacity.saturating_sub(self.ring.buffer().capacity());
-        if p.events.len() >= room || p.bytes.saturating_add(self.ring_bytes()) >= buf.max_bytes {
+        let room = buf.capacity.saturating_sub(ring.buffer().capacity());
+        if p.events.len() >= room || p.bytes.saturating_add(ring_bytes) >= buf.max_bytes {
             return Err(ev);
         }
-        self.overflowing = true;
+        *overflowing = true;
         p.bytes += ev.heap_bytes();
         p.events.push(ev);
         drop(p);
@@ -660,6 +682,15 @@ impl ThreadBuffer {
     }
 }
 
+/// Counts a dropped record. Logs the first drop and then every 10,000th, so
+/// that a flood of drops cannot itself become the bottleneck.
+fn drop_event(health: &Health, why: &str) {
+    let n = health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+    if n == 1 || n.is_multiple_of(10_000) {
+        tracing::warn!(dropped_total = n, "costtrace dropped a record: {why}");
+    }
+}
+
 /// Frees a spent event on its own thread, keeping its attribute vector (or
 /// its usage allocation) for the next scope (or usage) recorded here.
 fn recycle(ev: Event) {
@@ -702,6 +733,8 @@ impl Shared {
             spent: Mutex::new(Vec::new()),
             has_spent: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            policy: self.policy,
+            health: self.health.clone(),
             capacity: self.capacity,
             max_bytes: self.max_bytes,
             wake_at: self.wake_at,
@@ -745,12 +778,7 @@ impl Shared {
     }
 
     fn drop_event(&self, why: &str) {
-        let n = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        // Log the first drop and then every 10,000th, so a flood of drops
-        // cannot itself become the bottleneck.
-        if n == 1 || n.is_multiple_of(10_000) {
-            tracing::warn!(dropped_total = n, "costtrace dropped a record: {why}");
-        }
+        drop_event(&self.health, why);
     }
 
     fn queued(&self) -> u64 {
