@@ -119,25 +119,28 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
         let key = ident.to_string();
         if f.explicit {
             quote_spanned! {ident.span()=>
-                let __costtrace_b = {
+                {
                     #[allow(unused_imports)]
                     use ::costtrace::__private::{AttrDisplay as _, AttrOption as _, AttrStr as _};
-                    (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr(__costtrace_b, #key)
-                };
+                    (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr(&mut __costtrace_b, #key);
+                }
             }
         } else {
             quote! {
-                let __costtrace_b = {
+                {
                     #[allow(unused_imports)]
                     use ::costtrace::__private::{AttrDisplay as _, AttrNone as _, AttrOption as _, AttrStr as _};
-                    (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr(__costtrace_b, #key)
-                };
+                    (&&&&::costtrace::__private::Probe(&#ident)).costtrace_attr(&mut __costtrace_b, #key);
+                }
             }
         }
     });
 
     let builder = quote! {
-        let __costtrace_b = ::costtrace::__private::scope(#operation);
+        // Attributes are set in place: a builder moved in and out of each
+        // call was copied through the stack every time.
+        #[allow(unused_mut)]
+        let mut __costtrace_b = ::costtrace::__private::scope(#operation);
         #(#field_attrs)*
     };
 

@@ -34,92 +34,90 @@ pub struct Probe<'a, T: ?Sized>(pub &'a T);
 /// Text arguments (`&str`, `String`, `&String`, `Cow<str>` and `Option`s of
 /// them): copied as they are, without going through `Display`.
 pub trait AttrStr {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str);
 }
 impl AttrStr for &&&Probe<'_, &str> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
-        b.attr_str(key, self.0)
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
+        b.set_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, String> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
-        b.attr_str(key, self.0)
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
+        b.set_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, &String> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
-        b.attr_str(key, self.0)
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
+        b.set_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, Cow<'_, str>> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
-        b.attr_str(key, self.0)
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
+        b.set_str(key, self.0)
     }
 }
 impl AttrStr for &&&Probe<'_, Option<&str>> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
         match self.0 {
-            Some(v) => b.attr_str(key, v),
-            None => b,
+            Some(v) => b.set_str(key, v),
+            None => {}
         }
     }
 }
 impl AttrStr for &&&Probe<'_, Option<String>> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
         match self.0 {
-            Some(v) => b.attr_str(key, v),
-            None => b,
+            Some(v) => b.set_str(key, v),
+            None => {}
         }
     }
 }
 impl AttrStr for &&&Probe<'_, &Option<String>> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
         match self.0 {
-            Some(v) => b.attr_str(key, v),
-            None => b,
+            Some(v) => b.set_str(key, v),
+            None => {}
         }
     }
 }
 
 /// `Option<impl Display>` arguments: set when `Some`.
 pub trait AttrOption {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str);
 }
 impl<T: Display> AttrOption for &&Probe<'_, Option<T>> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
         match self.0 {
-            Some(v) => b.attr(key, v),
-            None => b,
+            Some(v) => b.set(key, v),
+            None => {}
         }
     }
 }
 impl<T: Display> AttrOption for &&Probe<'_, &Option<T>> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
         match self.0 {
-            Some(v) => b.attr(key, v),
-            None => b,
+            Some(v) => b.set(key, v),
+            None => {}
         }
     }
 }
 
 /// Any `Display` argument.
 pub trait AttrDisplay {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str);
 }
 impl<T: Display + ?Sized> AttrDisplay for &Probe<'_, T> {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder {
-        b.attr(key, self.0)
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
+        b.set(key, self.0)
     }
 }
 
 /// Anything else (only for the automatically extracted names).
 pub trait AttrNone {
-    fn costtrace_attr(&self, b: ScopeBuilder, key: &'static str) -> ScopeBuilder;
+    fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str);
 }
 impl<T: ?Sized> AttrNone for Probe<'_, T> {
-    fn costtrace_attr(&self, b: ScopeBuilder, _key: &'static str) -> ScopeBuilder {
-        b
-    }
+    fn costtrace_attr(&self, _b: &mut ScopeBuilder, _key: &'static str) {}
 }
 
 /// `Result<_, impl Display>` return values: the error message.

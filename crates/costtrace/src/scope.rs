@@ -257,11 +257,16 @@ impl ScopeBuilder {
         self
     }
 
-    /// [`attr`](ScopeBuilder::attr) for text, copied without `Display`.
+    /// [`attr`](ScopeBuilder::attr) in place (for `#[tracked]`).
     #[inline]
-    pub(crate) fn attr_str(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn set(&mut self, key: &str, value: impl fmt::Display) {
+        self.attrs_mut().push_display(key, &value);
+    }
+
+    /// [`set`](ScopeBuilder::set) for text, copied without `Display`.
+    #[inline]
+    pub(crate) fn set_str(&mut self, key: &str, value: &str) {
         self.attrs_mut().push_str(key, value);
-        self
     }
 
     /// The attribute buffer, taken from this thread's pool on first use.
