@@ -30,16 +30,23 @@ fn seed() -> u64 {
 }
 
 /// wyrand: fast, statistically solid, not for cryptography (ids need
-/// uniqueness, not secrecy).
-fn next_u64() -> u64 {
+/// uniqueness, not secrecy). Two outputs per call: one thread-local access
+/// per id.
+#[inline]
+fn next_pair() -> (u64, u64) {
+    #[inline(always)]
+    fn step(v: u64) -> u64 {
+        let t = (v as u128).wrapping_mul((v ^ 0xe703_7ed1_a0b4_28db) as u128);
+        ((t >> 64) as u64) ^ (t as u64)
+    }
     STATE
         .try_with(|s| {
-            let v = s.get().wrapping_add(0xa076_1d64_78bd_642f);
-            s.set(v);
-            let t = (v as u128).wrapping_mul((v ^ 0xe703_7ed1_a0b4_28db) as u128);
-            ((t >> 64) as u64) ^ (t as u64)
+            let a = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+            let b = a.wrapping_add(0xa076_1d64_78bd_642f);
+            s.set(b);
+            (step(a), step(b))
         })
-        .unwrap_or_else(|_| seed())
+        .unwrap_or_else(|_| (seed(), seed()))
 }
 
 /// The process's fast monotonic clock: the CPU's time-stamp counter where it
@@ -137,8 +144,7 @@ pub(crate) fn now_micros() -> i64 {
 /// A UUIDv7 for a record made at `micros`.
 pub(crate) fn v7_at(micros: i64) -> Uuid {
     let ms = (micros / 1000).max(0) as u64;
-    let r = next_u64();
-    let r2 = next_u64();
+    let (r, r2) = next_pair();
     let hi: u64 = (ms << 16) | 0x7000 | (r & 0x0fff);
     let lo: u64 = (r2 & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     Uuid::from_u64_pair(hi, lo)

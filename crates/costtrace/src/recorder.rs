@@ -472,6 +472,11 @@ struct Local {
     /// The ring filled and events go to the overflow vector until the
     /// recorder has emptied it.
     overflowing: bool,
+    /// The recorder's consumed-bytes total when last read.
+    consumed_seen: usize,
+    /// Spent events taken back from the recorder, freed two per push (see
+    /// [`Local::free_some_spent`]).
+    to_free: Vec<Event>,
 }
 
 /// A thread's overflow events and the attribute bytes they hold.
@@ -503,6 +508,41 @@ impl Local {
     fn ring_bytes(&self) -> usize {
         self.pushed_bytes
             .wrapping_sub(self.buf.consumed_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Whether the ring's attribute bytes are under the bound. The
+    /// recorder's running total is read only when the last one read is not
+    /// enough to tell (the total only grows, so an old value over-counts):
+    /// it sits on a line the recorder writes.
+    #[inline]
+    fn bytes_under_bound(&mut self) -> bool {
+        if self.pushed_bytes.wrapping_sub(self.consumed_seen) < self.buf.max_bytes {
+            return true;
+        }
+        self.consumed_seen = self.buf.consumed_bytes.load(Ordering::Relaxed);
+        self.pushed_bytes.wrapping_sub(self.consumed_seen) < self.buf.max_bytes
+    }
+
+    /// Frees a few spent events; called on this thread's pushes so the cost
+    /// is spread thinly (two per push frees faster than one push allocates).
+    #[inline]
+    fn free_some_spent(&mut self) {
+        if self.to_free.is_empty() {
+            if !self.buf.has_spent.load(Ordering::Relaxed) {
+                return;
+            }
+            // All of them at once: one lock per handed-back batch, not one
+            // per push.
+            if let Ok(mut spent) = self.buf.spent.try_lock() {
+                std::mem::swap(&mut *spent, &mut self.to_free);
+                self.buf.has_spent.store(false, Ordering::Relaxed);
+            }
+        }
+        for _ in 0..2 {
+            if let Some(ev) = self.to_free.pop() {
+                recycle(ev);
+            }
+        }
     }
 
     /// Counts a push; wakes the recorder when the queue holds `wake_at`
@@ -538,10 +578,10 @@ impl Local {
     /// the general path.
     #[inline(always)]
     fn push_fast(&mut self, make: &mut Option<impl FnOnce() -> Event>) -> Option<()> {
-        self.buf.free_some_spent();
+        self.free_some_spent();
         if self.overflowing
             || self.ring.is_full()
-            || self.ring_bytes() >= self.buf.max_bytes
+            || !self.bytes_under_bound()
             || self.buf.closed.load(Ordering::Relaxed)
         {
             return None;
@@ -561,11 +601,11 @@ impl Local {
     /// full (or already overflowing); gives the event back when the queue is
     /// full or closed.
     fn push(&mut self, ev: Event) -> Result<(), Event> {
-        self.buf.free_some_spent();
+        self.free_some_spent();
         if self.buf.closed.load(Ordering::Relaxed) {
             return Err(ev);
         }
-        if !self.overflowing && self.ring_bytes() < self.buf.max_bytes {
+        if !self.overflowing && self.bytes_under_bound() {
             let bytes = ev.heap_bytes();
             match self.ring.push(ev) {
                 Ok(()) => {
@@ -613,32 +653,6 @@ impl Local {
 }
 
 impl ThreadBuffer {
-    /// Frees a few spent events; called on this thread's pushes so the cost
-    /// is spread thinly (two per push frees faster than one push allocates).
-    fn free_some_spent(&self) {
-        let _ = TO_FREE.try_with(|t| {
-            let Ok(mut t) = t.try_borrow_mut() else {
-                return;
-            };
-            if t.is_empty() {
-                if !self.has_spent.load(Ordering::Relaxed) {
-                    return;
-                }
-                // All of them at once: one lock per handed-back batch, not
-                // one per push.
-                if let Ok(mut spent) = self.spent.try_lock() {
-                    std::mem::swap(&mut *spent, &mut *t);
-                    self.has_spent.store(false, Ordering::Relaxed);
-                }
-            }
-            for _ in 0..2 {
-                if let Some(ev) = t.pop() {
-                    recycle(ev);
-                }
-            }
-        });
-    }
-
     /// Events waiting in the ring and the overflow vector.
     fn queued(&self) -> usize {
         let ring = self.ring.lock().map_or(0, |r| r.slots());
@@ -702,9 +716,6 @@ fn recycle(ev: Event) {
 }
 
 thread_local! {
-    /// Spent events taken back from this thread's buffer, freed two per push
-    /// (see `ThreadBuffer::free_some_spent`).
-    static TO_FREE: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
     /// This thread's queue to the recorder.
     static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
 }
@@ -750,6 +761,8 @@ impl Shared {
             pushed_bytes: 0,
             since_wake: 0,
             overflowing: false,
+            consumed_seen: 0,
+            to_free: Vec::new(),
         }
     }
 
