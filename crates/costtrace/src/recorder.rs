@@ -315,6 +315,7 @@ impl Config {
             retry: Vec::new(),
             spool,
             spare: Vec::new(),
+            spare_over: Vec::new(),
             backoff: Duration::ZERO,
             retry_at: None,
             forced: false,
@@ -659,8 +660,11 @@ impl ThreadBuffer {
         ring + self.overflow.lock().map_or(0, |p| p.events.len())
     }
 
-    /// Moves every waiting event into `into`, the ring's (older) first.
-    fn take_all(&self, into: &mut Vec<Event>, close: bool) {
+    /// Moves the ring's waiting events into `ring_into`, and swaps the
+    /// overflow vector with `over` (empty, with capacity kept from before):
+    /// the overflow can hold the whole queue capacity, and copying it would
+    /// cost the recorder more than materializing it.
+    fn take_all(&self, ring_into: &mut Vec<Event>, over: &mut Vec<Event>, close: bool) {
         if let Ok(mut ring) = self.ring.lock() {
             if close {
                 self.closed.store(true, Ordering::Relaxed);
@@ -670,7 +674,7 @@ impl ThreadBuffer {
                 && let Ok(chunk) = ring.read_chunk(n)
             {
                 let mut bytes = 0usize;
-                into.extend(chunk.into_iter().inspect(|ev| bytes += ev.heap_bytes()));
+                ring_into.extend(chunk.into_iter().inspect(|ev| bytes += ev.heap_bytes()));
                 let total = self.consumed_bytes.load(Ordering::Relaxed);
                 self.consumed_bytes
                     .store(total.wrapping_add(bytes), Ordering::Relaxed);
@@ -681,7 +685,7 @@ impl ThreadBuffer {
                 self.closed.store(true, Ordering::Relaxed);
             }
             if !p.events.is_empty() {
-                into.append(&mut p.events);
+                std::mem::swap(&mut p.events, over);
             }
             p.bytes = 0;
         }
@@ -974,9 +978,11 @@ struct Worker {
     batch: Vec<Record>,
     retry: Vec<Record>,
     spool: Option<Spool>,
-    /// An empty vector with capacity, swapped into a thread's buffer so the
-    /// thread does not reallocate.
+    /// An empty vector with capacity that a thread's ring is read into.
     spare: Vec<Event>,
+    /// An empty vector with capacity, swapped with a thread's overflow
+    /// vector so that the thread does not reallocate.
+    spare_over: Vec<Event>,
     /// The current back-off after sink failures (zero: the sink works).
     backoff: Duration,
     /// While the sink is failing: no attempt before this instant; batches go
@@ -1061,46 +1067,54 @@ impl Worker {
         let mut gone = false;
         for buf in &buffers {
             let mut taken = std::mem::take(&mut self.spare);
+            let mut over = std::mem::take(&mut self.spare_over);
             // The thread exited before the take: once this drain is done,
             // nothing more can arrive.
             let exited = Arc::strong_count(buf) == 2;
-            buf.take_all(&mut taken, close);
-            for ev in &taken {
-                if let Some(r) = self.materializer.record(ev) {
-                    self.batch.push(r);
-                }
-                if self.batch.len() >= self.batch_size {
-                    self.write();
-                }
-            }
-            // Events that hold nothing allocated elsewhere are dropped here:
-            // handing them back would only cost the caller a copy.
-            taken.retain(|ev| !matches!(ev, Event::ScopeDone(d) if d.owns_no_memory()));
+            buf.take_all(&mut taken, &mut over, close);
+            // The ring's events are older than the overflow's.
+            self.settle(buf, &mut taken, exited);
+            self.settle(buf, &mut over, exited);
             gone |= exited;
-            // Hand the spent events back to their thread to free, unless it
-            // has exited or is not keeping up (then free them here).
-            let mut handed_back = false;
-            if !exited
-                && !taken.is_empty()
-                && let Ok(mut spent) = buf.spent.lock()
-                && spent.len() < 4 * self.batch_size.max(1024)
-            {
-                spent.append(&mut taken);
-                buf.has_spent.store(true, Ordering::Relaxed);
-                handed_back = true;
-            }
-            if !handed_back {
-                taken.clear();
-            }
             if exited && let Ok(mut spent) = buf.spent.lock() {
                 spent.clear();
             }
             self.spare = taken;
+            self.spare_over = over;
         }
         drop(buffers);
         if gone && let Ok(mut all) = self.shared.buffers.lock() {
             all.retain(|b| Arc::strong_count(b) > 1 || !b.abandoned_and_empty());
         }
+    }
+
+    /// Materializes `taken` (events of `buf`'s thread) and hands the spent
+    /// ones back to that thread to free, unless it has exited or is not
+    /// keeping up (then they are freed here). Leaves `taken` empty.
+    fn settle(&mut self, buf: &ThreadBuffer, taken: &mut Vec<Event>, exited: bool) {
+        if taken.is_empty() {
+            return;
+        }
+        for ev in taken.iter() {
+            if let Some(r) = self.materializer.record(ev) {
+                self.batch.push(r);
+            }
+            if self.batch.len() >= self.batch_size {
+                self.write();
+            }
+        }
+        // Events that hold nothing allocated elsewhere are dropped here:
+        // handing them back would only cost the caller a copy.
+        taken.retain(|ev| !matches!(ev, Event::ScopeDone(d) if d.owns_no_memory()));
+        if !exited
+            && !taken.is_empty()
+            && let Ok(mut spent) = buf.spent.lock()
+            && spent.len() < 4 * self.batch_size.max(1024)
+        {
+            spent.append(taken);
+            buf.has_spent.store(true, Ordering::Relaxed);
+        }
+        taken.clear();
     }
 
     /// Whether the sink may be tried now (not backing off after a failure,
