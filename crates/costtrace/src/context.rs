@@ -127,6 +127,22 @@ pub(crate) struct Frame {
     pub(crate) dispatch: Option<Arc<dyn Dispatch>>,
 }
 
+/// Frames form chains as deep as the nesting (a context entered on top of
+/// the current one in a loop builds one link per iteration): the chain is
+/// released link by link, not by recursion, which would overflow the
+/// thread's stack for a deep enough chain.
+impl Drop for Frame {
+    fn drop(&mut self) {
+        let mut next = self.parent.take();
+        while let Some(mut p) = next {
+            next = match FrameRef::get_mut(&mut p) {
+                Some(f) => f.parent.take(),
+                None => None,
+            };
+        }
+    }
+}
+
 impl Frame {
     #[inline(always)]
     pub(crate) fn child(
@@ -333,7 +349,7 @@ thread_local! {
             top: 0,
             last_id: 0,
             stack: Stack::new(),
-            orphans: Vec::new(),
+            orphans: BTreeMap::new(),
         })
     };
 }
@@ -364,7 +380,7 @@ struct Current {
     stack: Stack,
     /// Contexts of guards entered during a poll that has ended (a guard held
     /// across `.await`): no longer current, found by their guard's id.
-    orphans: Vec<(u64, Context)>,
+    orphans: BTreeMap<u64, Context>,
 }
 
 /// The displaced contexts. Popped slots are kept and written again field by
@@ -410,6 +426,14 @@ impl Stack {
         self.slots.get_mut(self.len)
     }
 
+    /// Removes entry `i`; its slot (its context taken) is kept for reuse.
+    fn remove(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(i..self.len) {
+            s.rotate_left(1);
+            self.len -= 1;
+        }
+    }
+
     fn live(&self) -> &[Displaced] {
         self.slots.get(..self.len).unwrap_or_default()
     }
@@ -428,10 +452,6 @@ struct Displaced {
     /// `owner` was dropped while a guard entered after it was active.
     dead: bool,
 }
-
-/// More orphans than this means guards held across `.await` are being leaked
-/// (`mem::forget`): the oldest are forgotten.
-const ORPHANS_MAX: usize = 4096;
 
 /// Identifies a guard's entry in the thread's context state; 0 when nothing
 /// was installed (thread teardown).
@@ -558,21 +578,33 @@ fn restore_below(cur: &mut Current, dropped: &mut Vec<Context>) {
 }
 
 /// The context of guard `id` when it is not current: displaced by a later
-/// guard (marked dead) or orphaned by an ended poll (removed).
+/// guard, or orphaned by an ended poll.
+///
+/// Displaced: the entry right below the one holding it is the entry this
+/// guard pushed when it entered, so what this guard displaced goes straight
+/// to the guard above and that entry is removed. No dead entry is left
+/// behind, so a guard replaced in a loop (`g = ctx.enter()`, which enters the
+/// new guard before dropping the old) keeps the stack flat.
 #[cold]
 fn take_waiting(cur: &mut Current, id: u64) -> Option<Context> {
-    if let Some(d) = cur
-        .stack
-        .live_mut()
-        .iter_mut()
-        .rev()
-        .find(|d| d.owner == id && !d.dead)
-    {
-        d.dead = true;
-        return Some(std::mem::take(&mut d.ctx));
+    let live = cur.stack.live_mut();
+    if let Some(i) = live.iter().rposition(|d| d.owner == id && !d.dead) {
+        let mine = std::mem::take(&mut live[i].ctx);
+        match i.checked_sub(1) {
+            Some(below) if live[below].by == id => {
+                let (owner, dead) = (live[below].owner, live[below].dead);
+                let ctx = std::mem::take(&mut live[below].ctx);
+                let above = &mut live[i];
+                above.owner = owner;
+                above.dead = dead;
+                above.ctx = ctx;
+                cur.stack.remove(below);
+            }
+            _ => live[i].dead = true,
+        }
+        return Some(mine);
     }
-    let i = cur.orphans.iter().position(|(o, _)| *o == id)?;
-    Some(cur.orphans.swap_remove(i).1)
+    cur.orphans.remove(&id)
 }
 
 /// A clone of guard `id`'s context, wherever it waits.
@@ -595,10 +627,7 @@ pub(crate) fn guard_context(id: u64) -> Option<Context> {
             {
                 return Some(d.ctx.clone());
             }
-            cur.orphans
-                .iter()
-                .find(|(o, _)| *o == id)
-                .map(|(_, c)| c.clone())
+            cur.orphans.get(&id).cloned()
         })
         .ok()
         .flatten()
@@ -677,11 +706,13 @@ fn exit_poll_unordered(cur: &mut Current, id: u64, dropped: &mut Vec<Context>) {
     }
 }
 
+/// Keeps the context of a guard entered during a poll that has ended, until
+/// the guard drops. Not bounded: each belongs to a live guard (one leaked
+/// with `mem::forget` leaks it, as the guard's own memory is leaked).
 fn orphan(cur: &mut Current, owner: u64, ctx: Context, dropped: &mut Vec<Context>) {
-    if cur.orphans.len() >= ORPHANS_MAX {
-        dropped.push(cur.orphans.remove(0).1);
+    if let Some(old) = cur.orphans.insert(owner, ctx) {
+        dropped.push(old);
     }
-    cur.orphans.push((owner, ctx));
 }
 
 /// Reads the current frame without cloning the whole context.
@@ -780,4 +811,58 @@ pub fn clear_context() -> ContextGuard {
         None => Context::empty(),
     };
     ctx.enter()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn depth() -> usize {
+        CURRENT.with(|c| c.borrow().stack.len)
+    }
+
+    #[test]
+    fn a_guard_replaced_in_a_loop_leaves_the_stack_flat() {
+        let base = depth();
+        let mut g = with_context([("i", 0)]);
+        for i in 1..10_000 {
+            // The new guard is entered before the old one drops.
+            g = with_context([("i", i)]);
+        }
+        assert_eq!(depth(), base + 1);
+        assert_eq!(current().get("i"), Some("9999"));
+        drop(g);
+        assert_eq!(depth(), base);
+        assert_eq!(current().get("i"), None);
+
+        let cap = crate::testing::capture();
+        let base = depth();
+        let mut s = crate::scope("s0").enter();
+        for i in 1..1_000 {
+            s = crate::scope(format!("s{i}")).enter();
+        }
+        assert_eq!(depth(), base + 1);
+        drop(s);
+        assert_eq!(depth(), base);
+        let scopes = cap.scopes();
+        assert_eq!(scopes.len(), 1_000);
+        // Each was entered while the one before it was current.
+        assert!(scopes.iter().skip(1).all(|s| s.parent_id.is_some()));
+    }
+
+    #[test]
+    fn out_of_order_drops_in_the_middle_splice_the_stack() {
+        let base = depth();
+        let a = with_context([("k", "a")]);
+        let b = with_context([("k", "b")]);
+        let c = with_context([("k", "c")]);
+        drop(b);
+        assert_eq!(depth(), base + 2);
+        assert_eq!(current().get("k"), Some("c"));
+        drop(c);
+        assert_eq!(current().get("k"), Some("a"));
+        drop(a);
+        assert_eq!((depth(), current().get("k")), (base, None));
+    }
 }

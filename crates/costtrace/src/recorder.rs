@@ -665,6 +665,13 @@ impl ThreadBuffer {
     /// the overflow can hold the whole queue capacity, and copying it would
     /// cost the recorder more than materializing it.
     fn take_all(&self, ring_into: &mut Vec<Event>, over: &mut Vec<Event>, close: bool) {
+        // The overflow's lock is held while the ring is read: the thread
+        // cannot move on to the overflow meanwhile, so no overflow event
+        // taken here is newer than a ring event left for the next drain
+        // (the ring frees its slots only when the read is done).
+        let Ok(mut p) = self.overflow.lock() else {
+            return;
+        };
         if let Ok(mut ring) = self.ring.lock() {
             if close {
                 self.closed.store(true, Ordering::Relaxed);
@@ -680,15 +687,19 @@ impl ThreadBuffer {
                     .store(total.wrapping_add(bytes), Ordering::Relaxed);
             }
         }
-        if let Ok(mut p) = self.overflow.lock() {
-            if close {
-                self.closed.store(true, Ordering::Relaxed);
-            }
-            if !p.events.is_empty() {
-                std::mem::swap(&mut p.events, over);
-            }
-            p.bytes = 0;
+        if close {
+            self.closed.store(true, Ordering::Relaxed);
         }
+        if !p.events.is_empty() {
+            std::mem::swap(&mut p.events, over);
+        }
+        p.bytes = 0;
+    }
+
+    /// Events left after the last drain (pushed while it ran): counted as
+    /// dropped, never lost silently.
+    fn count_leftovers(&self) -> usize {
+        self.queued()
     }
 
     /// The thread's side is gone (it exited) and nothing waits here.
@@ -740,7 +751,12 @@ struct Shared {
 
 impl Shared {
     fn register(&self) -> Local {
-        let (producer, consumer) = rtrb::RingBuffer::new(RING_SLOTS.min(self.capacity).max(1));
+        self.register_with(RING_SLOTS)
+    }
+
+    /// A queue with a ring of `slots` (at most the capacity).
+    fn register_with(&self, slots: usize) -> Local {
+        let (producer, consumer) = rtrb::RingBuffer::new(slots.min(self.capacity).max(1));
         let buf = Arc::new(ThreadBuffer {
             ring: Mutex::new(consumer),
             overflow: Mutex::new(Pending::default()),
@@ -785,7 +801,9 @@ impl Shared {
         });
         match (r, f) {
             (Ok(Some(r)), _) => r,
-            (_, Some(f)) => f(&mut self.register()),
+            // No thread-local (teardown) or it is in use: a one-event queue,
+            // drained and removed by the recorder like an exited thread's.
+            (_, Some(f)) => f(&mut self.register_with(1)),
             (_, None) => unreachable!("the closure either ran or is still here"),
         }
     }
@@ -816,7 +834,7 @@ impl Dispatch for Shared {
         // The queue is full: wake the recorder, then wait or drop.
         let deadline = match self.policy {
             QueuePolicy::Drop => None,
-            QueuePolicy::Block(t) => Some(Instant::now() + t),
+            QueuePolicy::Block(t) => Some(deadline_after(t)),
         };
         loop {
             self.wake();
@@ -913,12 +931,21 @@ pub fn flush() -> Result<(), Error> {
     flush_timeout(Duration::from_secs(5))
 }
 
+/// `now + d`, or a time far enough ahead to stand for "never" when that
+/// overflows (`Duration::MAX` asks to wait for ever).
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 fn request(
     tx: &Sender<Msg>,
     make: fn(Sender<u64>) -> Msg,
     timeout: Duration,
 ) -> Result<u64, Error> {
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     let (ack_tx, ack_rx) = bounded(1);
     tx.send_deadline(make(ack_tx), deadline)
         .map_err(|_| Error::FlushTimeout(timeout))?;
@@ -959,6 +986,21 @@ impl Drop for InitGuard {
                 }
                 if let Some(t) = self.thread.take() {
                     let _ = t.join();
+                }
+                let late: usize = self
+                    .shared
+                    .buffers
+                    .lock()
+                    .map_or(0, |all| all.iter().map(|b| b.count_leftovers()).sum());
+                if late > 0 {
+                    self.shared
+                        .health
+                        .dropped
+                        .fetch_add(late as u64, Ordering::Relaxed);
+                    tracing::warn!(
+                        dropped = late,
+                        "costtrace dropped records made while the recorder was stopping"
+                    );
                 }
             }
             Err(e) => tracing::error!("costtrace: {e}"),
@@ -1002,7 +1044,7 @@ impl Worker {
     fn run(mut self) {
         // Records spooled by this or a dead process before: replay first.
         self.replay_spool();
-        let mut next_tick = Instant::now() + self.flush_interval;
+        let mut next_tick = deadline_after(self.flush_interval);
         loop {
             match self.rx.recv_deadline(next_tick) {
                 Ok(Msg::Wake) => self.drain(),
@@ -1033,7 +1075,7 @@ impl Worker {
                     self.replay_spool();
                     self.write();
                     self.flush_sink();
-                    next_tick = Instant::now() + self.flush_interval;
+                    next_tick = deadline_after(self.flush_interval);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.drain_final();
@@ -1051,11 +1093,14 @@ impl Worker {
         self.drain_buffers(false);
     }
 
-    /// The last drain: also closes every buffer, under its lock, so that a
-    /// push that raced with the shutdown either made it into this drain or
-    /// sees the buffer closed (and then finds no recorder installed).
+    /// The last drain: also closes every queue, so that later pushes find
+    /// the recorder gone. A push that passed the `closed` check just before
+    /// lands after the first pass: a second pass takes it, and whatever
+    /// arrives later still is counted as dropped when the guard has joined
+    /// this thread ([`InitGuard`]'s drop).
     fn drain_final(&mut self) {
         self.drain_buffers(true);
+        self.drain_buffers(false);
     }
 
     fn drain_buffers(&mut self, close: bool) {
@@ -1127,7 +1172,7 @@ impl Worker {
     fn sink_failed(&mut self) {
         self.forced = false;
         self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
-        self.retry_at = Some(Instant::now() + self.backoff);
+        self.retry_at = Some(deadline_after(self.backoff));
     }
 
     fn sink_worked(&mut self) {

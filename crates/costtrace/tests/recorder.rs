@@ -205,6 +205,36 @@ fn events_past_the_ring_overflow_in_order_up_to_the_capacity() {
     assert_eq!(seen, expected);
 }
 
+/// While the recorder drains a thread's ring and overflow concurrently with
+/// the thread's pushes, the thread's records still arrive in the order they
+/// were made, and every one is either written or counted as dropped.
+#[test]
+fn one_threads_records_stay_in_order_while_the_recorder_drains() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("costs.jsonl");
+    let guard = cfg()
+        .sink(SinkSpec::Jsonl(path.clone()))
+        .queue_capacity(20_000)
+        .batch_size(1_000)
+        .init()
+        .unwrap();
+    let n = 100_000u64;
+    for i in 0..n {
+        costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
+    }
+    costtrace::flush().unwrap();
+    let h = costtrace::health().unwrap();
+    drop(guard);
+    let seen: Vec<u64> = read_jsonl(&path)
+        .iter()
+        .filter_map(Record::as_usage)
+        .map(|u| u.input_tokens.unwrap())
+        .collect();
+    assert_eq!(seen.len() as u64 + h.dropped, n, "{h:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "records out of order");
+}
+
 #[test]
 fn recording_never_blocks_on_a_stuck_sink_and_counts_every_drop() {
     let _s = serial();
