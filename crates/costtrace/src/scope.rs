@@ -569,6 +569,10 @@ impl Drop for ActiveScope {
 ///
 /// Not `Send`: it restores the thread's previous context when dropped. Across
 /// `.await`, use [`FutureExt::in_scope`](crate::FutureExt::in_scope).
+///
+/// The thread keeps the scope while the guard lives (the guard holds an id),
+/// so a guard that outlives the thread's costtrace state — dropped by another
+/// thread-local's destructor after costtrace's has run — records nothing.
 #[must_use = "the scope ends as soon as the guard is dropped; bind it: `let _scope = ...`"]
 pub struct ScopeGuard {
     /// The guard's entry in the thread's context state, which holds the
