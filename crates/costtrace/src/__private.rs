@@ -58,25 +58,22 @@ impl AttrStr for &&&Probe<'_, Cow<'_, str>> {
 }
 impl AttrStr for &&&Probe<'_, Option<&str>> {
     fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
-        match self.0 {
-            Some(v) => b.set_str(key, v),
-            None => {}
+        if let Some(v) = self.0 {
+            b.set_str(key, v);
         }
     }
 }
 impl AttrStr for &&&Probe<'_, Option<String>> {
     fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
-        match self.0 {
-            Some(v) => b.set_str(key, v),
-            None => {}
+        if let Some(v) = self.0 {
+            b.set_str(key, v);
         }
     }
 }
 impl AttrStr for &&&Probe<'_, &Option<String>> {
     fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
-        match self.0 {
-            Some(v) => b.set_str(key, v),
-            None => {}
+        if let Some(v) = self.0 {
+            b.set_str(key, v);
         }
     }
 }
@@ -87,17 +84,15 @@ pub trait AttrOption {
 }
 impl<T: Display> AttrOption for &&Probe<'_, Option<T>> {
     fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
-        match self.0 {
-            Some(v) => b.set(key, v),
-            None => {}
+        if let Some(v) = self.0 {
+            b.set(key, v);
         }
     }
 }
 impl<T: Display> AttrOption for &&Probe<'_, &Option<T>> {
     fn costtrace_attr(&self, b: &mut ScopeBuilder, key: &'static str) {
-        match self.0 {
-            Some(v) => b.set(key, v),
-            None => {}
+        if let Some(v) = self.0 {
+            b.set(key, v);
         }
     }
 }
