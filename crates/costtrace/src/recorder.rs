@@ -704,10 +704,15 @@ impl ThreadBuffer {
 
     /// The thread's side is gone (it exited) and nothing waits here.
     fn abandoned_and_empty(&self) -> bool {
-        self.ring
-            .lock()
-            .is_ok_and(|r| r.is_abandoned() && r.is_empty())
-            && self.overflow.lock().is_ok_and(|p| p.events.is_empty())
+        self.ring.lock().is_ok_and(|r| {
+            // `is_abandoned` reads the ring's reference count without
+            // ordering; the fence makes the producer's last pushes (before
+            // it dropped its end) visible to the emptiness check.
+            r.is_abandoned() && {
+                std::sync::atomic::fence(Ordering::Acquire);
+                r.is_empty()
+            }
+        }) && self.overflow.lock().is_ok_and(|p| p.events.is_empty())
     }
 }
 
