@@ -115,12 +115,12 @@ impl AttrBuf {
 
     /// The attributes, newest first.
     pub(crate) fn iter_rev(&self) -> IterRev<'_> {
-        IterRev {
-            raw: Raw {
-                text: &self.text,
-                end: self.text.len(),
-            },
-        }
+        iter_text_rev(&self.text)
+    }
+
+    /// The buffer's text (see [`iter_text_rev`]).
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The newest value of `key`.
@@ -157,6 +157,17 @@ impl fmt::Debug for AttrBuf {
         let mut pairs: Vec<(&str, &str)> = self.iter_rev().collect();
         pairs.reverse();
         f.debug_list().entries(pairs).finish()
+    }
+}
+
+/// The attributes in an [`AttrBuf`]'s text (also when the text was copied
+/// elsewhere, as a short one is into an ended scope's event), newest first.
+pub(crate) fn iter_text_rev(text: &str) -> IterRev<'_> {
+    IterRev {
+        raw: Raw {
+            text,
+            end: text.len(),
+        },
     }
 }
 
@@ -219,10 +230,10 @@ pub(crate) fn display_string(value: &(impl fmt::Display + ?Sized)) -> String {
     s
 }
 
-pub(crate) fn flatten<'a>(bufs: impl Iterator<Item = &'a AttrBuf>) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn flatten<'a>(texts: impl Iterator<Item = &'a str>) -> Vec<(&'a str, &'a str)> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
-    for b in bufs {
-        pairs.extend(b.iter_rev());
+    for t in texts {
+        pairs.extend(iter_text_rev(t));
     }
     // Stable: among equal keys the newest stays first, and `dedup_by` keeps
     // the first.
@@ -232,10 +243,8 @@ pub(crate) fn flatten<'a>(bufs: impl Iterator<Item = &'a AttrBuf>) -> Vec<(&'a s
 }
 
 /// [`flatten`] as owned strings.
-pub(crate) fn flatten_owned<'a>(
-    bufs: impl Iterator<Item = &'a AttrBuf>,
-) -> BTreeMap<String, String> {
-    flatten(bufs)
+pub(crate) fn flatten_owned<'a>(texts: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
+    flatten(texts)
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
@@ -275,7 +284,7 @@ mod tests {
         inner.push_str("k", "inner");
         inner.push_str("i", "2");
         inner.push_str("k", "inner2");
-        let flat = flatten([&inner, &outer].into_iter());
+        let flat = flatten([inner.as_str(), outer.as_str()].into_iter());
         assert_eq!(flat, [("i", "2"), ("k", "inner2"), ("o", "1")]);
     }
 

@@ -257,7 +257,7 @@ impl Context {
     /// All variables, flattened (a child's value overrides its parent's).
     pub fn attrs(&self) -> BTreeMap<String, String> {
         match &self.frame {
-            Some(f) => attrs::flatten_owned(f.attr_bufs()),
+            Some(f) => attrs::flatten_owned(f.attr_bufs().map(AttrBuf::as_str)),
             None => BTreeMap::new(),
         }
     }

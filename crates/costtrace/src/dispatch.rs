@@ -32,8 +32,9 @@ pub(crate) enum Event {
 }
 
 /// A finished scope, moved out of its frame (no reference counts touched).
-/// Kept small (88 bytes): every event is written by the application thread
-/// and read by the recorder, so its size is cache traffic between cores.
+/// Kept small (96 bytes, of which up to 30 are short attributes): every
+/// event is written by the application thread and read by the recorder, so
+/// its size is cache traffic between cores.
 pub(crate) struct ScopeDone {
     pub(crate) id: Uuid,
     pub(crate) started_micros: i64,
@@ -41,10 +42,69 @@ pub(crate) struct ScopeDone {
     /// The name when it is a `&'static str` (else in `rare`).
     pub(crate) name: &'static str,
     /// The scope's own attributes, on top of those of `parent`'s chain.
-    pub(crate) attrs: AttrBuf,
+    pub(crate) attrs: DoneAttrs,
     /// The enclosing frame: inherited attributes, parent scope id, tier.
     pub(crate) parent: Option<FrameRef>,
     pub(crate) rare: Option<Box<ScopeRare>>,
+}
+
+/// Text this long or shorter travels inside the event (see [`DoneAttrs`]).
+pub(crate) const INLINE_ATTRS: usize = 30;
+
+/// An ended scope's own attributes: short ones copied into the event (the
+/// common `#[tracked]` case of an id or two), so that their buffer stays on
+/// its thread for the next scope instead of crossing to the recorder and
+/// being handed back; longer ones in their buffer.
+pub(crate) enum DoneAttrs {
+    Empty,
+    Inline { len: u8, bytes: [u8; INLINE_ATTRS] },
+    Buf(AttrBuf),
+}
+
+impl DoneAttrs {
+    /// `buf`'s attributes; the buffer comes back when they were copied.
+    #[inline]
+    pub(crate) fn from_buf(buf: AttrBuf) -> (DoneAttrs, Option<AttrBuf>) {
+        let text = buf.as_str().as_bytes();
+        if text.is_empty() {
+            return (DoneAttrs::Empty, Some(buf));
+        }
+        if text.len() > INLINE_ATTRS {
+            return (DoneAttrs::Buf(buf), None);
+        }
+        let mut bytes = [0u8; INLINE_ATTRS];
+        bytes[..text.len()].copy_from_slice(text);
+        let len = text.len() as u8;
+        (DoneAttrs::Inline { len, bytes }, Some(buf))
+    }
+
+    /// The attribute text (an [`AttrBuf`]'s layout).
+    pub(crate) fn text(&self) -> &str {
+        match self {
+            DoneAttrs::Empty => "",
+            DoneAttrs::Inline { len, bytes } => bytes
+                .get(..usize::from(*len))
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+            DoneAttrs::Buf(b) => b.as_str(),
+        }
+    }
+
+    /// Heap memory held.
+    pub(crate) fn capacity(&self) -> usize {
+        match self {
+            DoneAttrs::Buf(b) => b.capacity(),
+            _ => 0,
+        }
+    }
+
+    /// The buffer, when the attributes are in one.
+    pub(crate) fn into_buf(self) -> Option<AttrBuf> {
+        match self {
+            DoneAttrs::Buf(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 /// What few scopes have: only those pay for the allocation.
@@ -136,7 +196,36 @@ pub(crate) fn send(local: Option<&Arc<dyn Dispatch>>, ev: Event) {
 mod tests {
     #[test]
     fn events_stay_small() {
-        // Two cache lines at most: see `ScopeDone`.
+        // Two cache lines at most: see `ScopeDone` and `DoneAttrs`.
         assert!(std::mem::size_of::<super::Event>() <= 96);
+    }
+
+    #[test]
+    fn short_attributes_travel_inline_and_long_ones_in_their_buffer() {
+        use super::{DoneAttrs, INLINE_ATTRS};
+        use crate::attrs::{AttrBuf, iter_text_rev};
+        let mut short = AttrBuf::default();
+        short.push_str("job_id", "jöb-1");
+        short.push_str("stage", "ocr");
+        let (done, back) = DoneAttrs::from_buf(short);
+        assert!(matches!(done, DoneAttrs::Inline { .. }));
+        assert_eq!(back.map(|b| b.as_str().len()), Some(done.text().len()));
+        let pairs: Vec<_> = iter_text_rev(done.text()).collect();
+        assert_eq!(pairs, [("stage", "ocr"), ("job_id", "jöb-1")]);
+        assert_eq!(done.capacity(), 0);
+
+        let mut long = AttrBuf::default();
+        long.push_str("k", &"v".repeat(INLINE_ATTRS));
+        let (done, back) = DoneAttrs::from_buf(long);
+        assert!(back.is_none());
+        assert!(done.capacity() > INLINE_ATTRS);
+        assert_eq!(
+            iter_text_rev(done.text()).next(),
+            Some(("k", "v".repeat(INLINE_ATTRS).as_str()))
+        );
+
+        let (done, _) = DoneAttrs::from_buf(AttrBuf::default());
+        assert!(matches!(done, DoneAttrs::Empty));
+        assert_eq!(done.text(), "");
     }
 }

@@ -25,11 +25,14 @@ fn attrs_of(frame: Option<&Frame>) -> Attrs {
 
 /// The attributes of `frame`'s chain with `own` on top, through the secrets
 /// guard.
-fn attrs_with(frame: Option<&Frame>, own: Option<&AttrBuf>) -> Attrs {
-    let bufs = own
-        .into_iter()
-        .chain(frame.into_iter().flat_map(Frame::attr_bufs));
-    attrs::flatten(bufs)
+fn attrs_with(frame: Option<&Frame>, own: Option<&str>) -> Attrs {
+    let texts = own.into_iter().chain(
+        frame
+            .into_iter()
+            .flat_map(Frame::attr_bufs)
+            .map(AttrBuf::as_str),
+    );
+    attrs::flatten(texts)
         .into_iter()
         .map(|(k, v)| (k.to_owned(), guard_attr(k, v).to_owned()))
         .collect()
@@ -101,7 +104,7 @@ impl Materializer {
             id: d.id,
             parent_id: d.parent_id(),
             name: d.name().to_owned(),
-            attrs: attrs_with(d.parent.as_deref(), Some(&d.attrs)),
+            attrs: attrs_with(d.parent.as_deref(), Some(d.attrs.text())),
             environment: self.environment,
             started_at: Timestamp(d.started_micros),
             duration_ms: d.duration_nanos as f64 / 1e6,

@@ -729,7 +729,11 @@ fn drop_event(health: &Health, why: &str) {
 /// its usage allocation) for the next scope (or usage) recorded here.
 fn recycle(ev: Event) {
     match ev {
-        Event::ScopeDone(mut d) => crate::context::recycle_attrs(std::mem::take(&mut d.attrs)),
+        Event::ScopeDone(d) => {
+            if let Some(b) = d.attrs.into_buf() {
+                crate::context::recycle_attrs(b);
+            }
+        }
         Event::Usage(u) => crate::usage::recycle_event(u),
         _ => {}
     }

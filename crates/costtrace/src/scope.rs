@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::attrs::AttrBuf;
 use crate::context::{self, Context, Frame, FrameRef};
-use crate::dispatch::{self, Event, ScopeDone, ScopeRare};
+use crate::dispatch::{self, DoneAttrs, Event, ScopeDone, ScopeRare};
 use crate::id::Instant;
 use crate::{id, panic};
 
@@ -144,7 +144,14 @@ pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
         let tier = f.tier;
         let parent = f.parent.take();
         let inherited = parent.as_ref().map_or(PricingTier::Standard, |p| p.tier);
-        let attrs = std::mem::take(&mut f.attrs);
+        // Short attributes are copied into the event and the buffer stays
+        // here for the next scope.
+        let (attrs, spare) = DoneAttrs::from_buf(std::mem::take(&mut f.attrs));
+        if let Some(b) = spare
+            && b.capacity() > 0
+        {
+            context::recycle_attrs(b);
+        }
         let d = f.dispatch.take();
         f.scope = None;
         let rare = if owned_name.is_some()
