@@ -327,35 +327,9 @@ impl ScopeBuilder {
         self
     }
 
-    /// Starts the scope without entering it. The parent is the current context.
-    pub(crate) fn start(self) -> ActiveScope {
-        let (start, micros) = id::now();
-        let parent = context::with_current(|cur| cur.frame.clone());
-        let frame = context::new_frame(Frame::child(
-            parent,
-            self.attrs,
-            Some(ScopeData {
-                id: id::v7_at(micros),
-                name: self.name,
-                started_micros: micros,
-                start,
-                item_count: self.items,
-                continue_on_error: self.continue_on_error,
-                panicking_at_start: std::thread::panicking(),
-                finished: AtomicBool::new(false),
-                outcome: OnceLock::new(),
-            }),
-            self.tier,
-            None,
-        ));
-        ActiveScope {
-            handle: Some(ScopeHandle { frame }),
-        }
-    }
-
-    /// Starts the scope and makes it current until the guard drops; the scope
-    /// is recorded then, also when unwinding from a panic.
-    pub fn enter(self) -> ScopeGuard {
+    /// The scope's attributes, its data (started now) and its own tier.
+    #[inline(always)]
+    fn into_parts(self) -> (AttrBuf, ScopeData, Option<PricingTier>) {
         let (start, micros) = id::now();
         let data = ScopeData {
             id: id::v7_at(micros),
@@ -368,12 +342,28 @@ impl ScopeBuilder {
             finished: AtomicBool::new(false),
             outcome: OnceLock::new(),
         };
-        let tier = self.tier;
+        (self.attrs, data, self.tier)
+    }
+
+    /// Starts the scope without entering it. The parent is the current context.
+    pub(crate) fn start(self) -> ActiveScope {
+        let parent = context::with_current(|cur| cur.frame.clone());
+        let (attrs, data, tier) = self.into_parts();
+        let frame = context::new_frame(Frame::child(parent, attrs, Some(data), tier, None));
+        ActiveScope {
+            handle: Some(ScopeHandle { frame }),
+        }
+    }
+
+    /// Starts the scope and makes it current until the guard drops; the scope
+    /// is recorded then, also when unwinding from a panic.
+    pub fn enter(self) -> ScopeGuard {
+        let (attrs, data, tier) = self.into_parts();
         // Built without its parent, then adopted by the current frame inside
         // the thread-local's borrow; the thread-local owns it while the scope
         // is current and the guard keeps it only when there is no
         // thread-local (teardown).
-        let frame = context::new_frame(Frame::child(None, self.attrs, Some(data), tier, None));
+        let frame = context::new_frame(Frame::child(None, attrs, Some(data), tier, None));
         match context::enter_frame(frame, tier) {
             Ok(restore) => ScopeGuard {
                 restore,

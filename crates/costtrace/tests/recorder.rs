@@ -24,6 +24,22 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Records `input_tokens(i)` for each `i` of `n`, in order.
+fn record_tokens(n: std::ops::Range<u64>) {
+    for i in n {
+        costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
+    }
+}
+
+/// The `input_tokens` of the usage records in a JSON Lines sink, in order.
+fn written_tokens(path: &std::path::Path) -> Vec<u64> {
+    read_jsonl(path)
+        .iter()
+        .filter_map(Record::as_usage)
+        .map(|u| u.input_tokens.unwrap_or(u64::MAX))
+        .collect()
+}
+
 fn read_jsonl(path: &std::path::Path) -> Vec<Record> {
     let f = std::fs::File::open(path).unwrap();
     std::io::BufReader::new(f)
@@ -176,35 +192,26 @@ fn events_past_the_ring_overflow_in_order_up_to_the_capacity() {
         .flush_interval(Duration::from_secs(3600))
         .init()
         .unwrap();
-    let tokens = |n: std::ops::Range<u64>| {
-        for i in n {
-            costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
-        }
-    };
-    tokens(0..3_000);
+    record_tokens(0..3_000);
     assert_eq!(costtrace::health().unwrap().queued, 3_000);
     costtrace::flush().unwrap();
     let h = costtrace::health().unwrap();
     assert_eq!((h.written, h.dropped, h.queued), (3_000, 0, 0));
     // The ring is free again: then the overflow, up to one below the
     // capacity (nothing drains yet).
-    tokens(3_000..7_999);
+    record_tokens(3_000..7_999);
     let h = costtrace::health().unwrap();
     assert_eq!((h.queued, h.dropped), (4_999, 0));
     // Past the capacity: the recorder is woken and drains while more come;
     // whatever does not fit is counted.
-    tokens(7_999..9_000);
+    record_tokens(7_999..9_000);
     costtrace::flush().unwrap();
     let h = costtrace::health().unwrap();
     assert_eq!(h.written + h.dropped, 9_000, "{h:?}");
     // Back to the ring after the overflow was emptied.
-    tokens(9_000..9_010);
+    record_tokens(9_000..9_010);
     drop(guard);
-    let seen: Vec<u64> = read_jsonl(&path)
-        .iter()
-        .filter_map(Record::as_usage)
-        .map(|u| u.input_tokens.unwrap())
-        .collect();
+    let seen = written_tokens(&path);
     assert_eq!(seen.len() as u64, 9_010 - h.dropped);
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "records out of order");
     // Everything up to the capacity arrived, and the last ten.
@@ -230,17 +237,11 @@ fn one_threads_records_stay_in_order_while_the_recorder_drains() {
         .init()
         .unwrap();
     let n = 100_000u64;
-    for i in 0..n {
-        costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(i));
-    }
+    record_tokens(0..n);
     costtrace::flush().unwrap();
     let h = costtrace::health().unwrap();
     drop(guard);
-    let seen: Vec<u64> = read_jsonl(&path)
-        .iter()
-        .filter_map(Record::as_usage)
-        .map(|u| u.input_tokens.unwrap())
-        .collect();
+    let seen = written_tokens(&path);
     assert_eq!(seen.len() as u64 + h.dropped, n, "{h:?}");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "records out of order");
 }
