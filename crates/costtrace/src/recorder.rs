@@ -672,10 +672,10 @@ impl ThreadBuffer {
         let Ok(mut p) = self.overflow.lock() else {
             return;
         };
+        if close {
+            self.closed.store(true, Ordering::Relaxed);
+        }
         if let Ok(mut ring) = self.ring.lock() {
-            if close {
-                self.closed.store(true, Ordering::Relaxed);
-            }
             let n = ring.slots();
             if n > 0
                 && let Ok(chunk) = ring.read_chunk(n)
@@ -687,19 +687,10 @@ impl ThreadBuffer {
                     .store(total.wrapping_add(bytes), Ordering::Relaxed);
             }
         }
-        if close {
-            self.closed.store(true, Ordering::Relaxed);
-        }
         if !p.events.is_empty() {
             std::mem::swap(&mut p.events, over);
         }
         p.bytes = 0;
-    }
-
-    /// Events left after the last drain (pushed while it ran): counted as
-    /// dropped, never lost silently.
-    fn count_leftovers(&self) -> usize {
-        self.queued()
     }
 
     /// The thread's side is gone (it exited) and nothing waits here.
@@ -996,16 +987,13 @@ impl Drop for InitGuard {
                 if let Some(t) = self.thread.take() {
                     let _ = t.join();
                 }
-                let late: usize = self
-                    .shared
-                    .buffers
-                    .lock()
-                    .map_or(0, |all| all.iter().map(|b| b.count_leftovers()).sum());
+                // Pushed after the last drain: counted, never lost silently.
+                let late = self.shared.queued();
                 if late > 0 {
                     self.shared
                         .health
                         .dropped
-                        .fetch_add(late as u64, Ordering::Relaxed);
+                        .fetch_add(late, Ordering::Relaxed);
                     tracing::warn!(
                         dropped = late,
                         "costtrace dropped records made while the recorder was stopping"

@@ -315,18 +315,18 @@ pub(crate) fn recycle_event(mut ev: Box<UsageEvent>) {
 pub fn record(usage: Usage) -> Uuid {
     let micros = id::now_micros();
     let id = id::v7_at(micros);
-    // Nowhere to send it (no recorder, no capture): nothing to box.
-    if !crate::recorder::global_active() && context::with_current(|ctx| ctx.dispatch().is_none()) {
-        return id;
-    }
     // The context first: cloning its frame is a locked instruction, which
     // waits for every store before it to complete, and the stores into a
     // reused box miss the cache (the recorder read that box last). After
     // it, those misses overlap with the rest instead of stalling here.
-    let (frame, d) = context::with_current(|ctx| (ctx.frame.clone(), ctx.dispatch().cloned()));
-    if !dispatch::enabled(d.as_ref()) {
+    // Nowhere to send it (no recorder, no capture): nothing is cloned or
+    // boxed.
+    let Some((frame, d)) = context::with_current(|ctx| {
+        let d = ctx.dispatch();
+        dispatch::enabled(d).then(|| (ctx.frame.clone(), d.cloned()))
+    }) else {
         return id;
-    }
+    };
     // Boxed in an allocation this thread used before, when there is one, so
     // that the event carries a pointer rather than copies of the usage.
     let ev = match pooled_event() {

@@ -15,6 +15,15 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs `f` on a current-thread runtime in a `LocalSet`, where futures
+/// holding a (non-`Send`) guard may run.
+fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, f)
+}
+
 #[test]
 fn ten_thousand_interleaved_tasks_never_see_each_other() {
     rt().block_on(async {
@@ -149,14 +158,10 @@ fn item_outcomes_can_be_counted_from_async_code() {
 
 #[test]
 fn a_guard_held_across_await_does_not_leak_out_of_the_poll() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     let cap = capture();
     let _outer = costtrace::with_context([("tenant_id", "outer")]);
     let task_ctx = current().with([("tenant_id", "task")]);
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async {
+    block_on_local(async {
         let fut = async {
             let g = scope("held").attr("tenant_id", "held").enter();
             let id = g.id();
@@ -193,9 +198,6 @@ fn a_guard_held_across_await_does_not_leak_out_of_the_poll() {
 /// polls, where the future's context is current.
 #[test]
 fn a_guard_moved_into_a_future_reaches_its_scope_inside_the_poll() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     let cap = capture();
     let g = scope("outside").attr("job_id", "j-1").enter();
     let id = g.id();
@@ -210,8 +212,7 @@ fn a_guard_moved_into_a_future_reaches_its_scope_inside_the_poll() {
         assert_eq!(current().get("job_id"), Some("other"));
     }
     .with_context(costtrace::Context::empty().with([("job_id", "other")]));
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, fut);
+    block_on_local(fut);
     // The guard's scope is gone: nothing is current here any more.
     assert_eq!(current().get("job_id"), None);
     let s = cap.scopes();
