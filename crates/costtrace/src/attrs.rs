@@ -42,6 +42,10 @@ fn char_len(c: char) -> usize {
 }
 
 impl AttrBuf {
+    pub(crate) const EMPTY: AttrBuf = AttrBuf {
+        text: String::new(),
+    };
+
     pub(crate) fn with_buffer(mut text: String) -> AttrBuf {
         text.clear();
         AttrBuf { text }

@@ -172,23 +172,6 @@ impl Frame {
         }
     }
 
-    /// Makes this (unshared, parentless) frame a child of `parent`: what
-    /// [`Frame::child`] would have inherited.
-    #[inline]
-    pub(crate) fn adopt(&mut self, parent: FrameRef, tier: Option<PricingTier>) {
-        if self.scope.is_some() {
-            self.parent_scope_id = parent.scope_id;
-        } else {
-            self.scope_id = parent.scope_id;
-            self.parent_scope_id = parent.parent_scope_id;
-        }
-        self.tier = tier.unwrap_or(parent.tier);
-        if self.dispatch.is_none() {
-            self.dispatch = parent.dispatch.clone();
-        }
-        self.parent = Some(parent);
-    }
-
     /// This frame and its parents, innermost first.
     pub(crate) fn chain(&self) -> impl Iterator<Item = &Frame> {
         std::iter::successors(Some(self), |f| f.parent.as_deref())
@@ -350,6 +333,7 @@ thread_local! {
             last_id: 0,
             stack: Stack::new(),
             orphans: BTreeMap::new(),
+            pending: Pending::empty(),
         })
     };
 }
@@ -381,6 +365,79 @@ struct Current {
     /// Contexts of guards entered during a poll that has ended (a guard held
     /// across `.await`): no longer current, found by their guard's id.
     orphans: BTreeMap<u64, Context>,
+    /// The innermost scope, when it was entered with a guard and nothing has
+    /// needed its context yet (see [`Pending`]). When live, its guard is
+    /// `top` and `ctx` is still the context it was entered in.
+    pending: Pending,
+}
+
+/// A scope entered by a guard whose frame is not built yet.
+///
+/// Most scopes are leaves: nothing captures their context (no `current()`,
+/// no usage recorded, no nested scope) before they end. Such a scope is kept
+/// here as plain data and ends without a frame: no shared allocation is
+/// filled, installed, taken apart and pooled again. The first operation that
+/// needs the context as a frame, or that changes which context is current,
+/// gives it one ([`materialize`]), and from then on it is an ordinary entered
+/// frame: the state is then exactly what entering it with a frame would have
+/// left.
+///
+/// One slot per thread, written field by field and read in place: moving the
+/// scope's ~150 bytes in and out as a value cost more (copies through the
+/// stack) than building the frame it saves.
+pub(crate) struct Pending {
+    live: bool,
+    /// The guard's id (`top` while live).
+    id: u64,
+    /// The guard that was `top` when it was entered.
+    owner: u64,
+    pub(crate) attrs: AttrBuf,
+    pub(crate) data: ScopeData,
+    /// The scope's own tier, if it has one.
+    pub(crate) tier: Option<PricingTier>,
+}
+
+impl Pending {
+    const fn empty() -> Pending {
+        Pending {
+            live: false,
+            id: 0,
+            owner: 0,
+            attrs: AttrBuf::EMPTY,
+            data: ScopeData::empty(),
+            tier: None,
+        }
+    }
+}
+
+/// Gives the pending scope, if any, its frame, entered as `install` would
+/// have entered it (child of `ctx`, `ctx` displaced onto the stack by its
+/// guard).
+#[inline]
+fn materialize(cur: &mut Current) {
+    if cur.pending.live {
+        materialize_pending(cur);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn materialize_pending(cur: &mut Current) {
+    let p = &mut cur.pending;
+    p.live = false;
+    let (id, owner, tier) = (p.id, p.owner, p.tier);
+    let attrs = std::mem::take(&mut p.attrs);
+    let mut data = std::mem::replace(&mut p.data, ScopeData::empty());
+    data.id = crate::id::v7_at(data.started_micros);
+    let frame = new_frame(Frame::child(
+        cur.ctx.frame.clone(),
+        attrs,
+        Some(data),
+        tier,
+        None,
+    ));
+    let prev = std::mem::replace(&mut cur.ctx, Context { frame: Some(frame) });
+    cur.stack.push(id, owner, prev);
 }
 
 /// The displaced contexts. Popped slots are kept and written again field by
@@ -489,6 +546,7 @@ pub(crate) fn enter(ctx: Context) -> Restore {
 
 #[inline(always)]
 fn install(cur: &mut Current, ctx: Context) -> u64 {
+    materialize(cur);
     cur.last_id += 1;
     let id = cur.last_id;
     let prev = std::mem::replace(&mut cur.ctx, ctx);
@@ -498,28 +556,62 @@ fn install(cur: &mut Current, ctx: Context) -> u64 {
     id
 }
 
-/// Makes `frame` (a new scope's, built without a parent) current as a child
-/// of the current context, with no reference count touched but the
-/// parent's; the returned [`Restore`] goes to [`exit_take`]. `tier` is the
-/// scope's own tier, if it has one. `Err` with the frame when the
-/// thread-local is gone (thread teardown): the caller keeps it.
-#[inline]
-pub(crate) fn enter_frame(frame: FrameRef, tier: Option<PricingTier>) -> Result<Restore, FrameRef> {
-    let mut frame = Some(frame);
-    let r = CURRENT.try_with(|c| {
+/// Makes a new scope current, as the [`Pending`] scope of the current
+/// context: `fill` moves the scope out of `parts` into the thread's slot.
+/// The returned [`Restore`] goes to [`exit_pending`]. `None`, with `parts`
+/// untouched, when the thread-local is gone (thread teardown).
+#[inline(always)]
+pub(crate) fn enter_pending<P>(
+    parts: &mut P,
+    fill: impl FnOnce(&mut P, &mut Pending),
+) -> Option<Restore> {
+    CURRENT
+        .try_with(|c| {
+            let mut cur = c.try_borrow_mut().ok()?;
+            materialize(&mut cur);
+            cur.last_id += 1;
+            let id = cur.last_id;
+            let owner = cur.top;
+            let p = &mut cur.pending;
+            fill(parts, p);
+            p.id = id;
+            p.owner = owner;
+            p.live = true;
+            cur.top = id;
+            Some(Restore { id })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Ends the guard `r` came from when its scope is still pending: `end` gets
+/// the scope (to take its parts out) and the context it was entered in, and
+/// the context from before it is current again. `Err(())` when the scope is
+/// not pending (it got a frame: use [`exit_take`]).
+#[inline(always)]
+pub(crate) fn exit_pending<R>(
+    r: &mut Restore,
+    end: impl FnOnce(&mut Pending, Option<&FrameRef>) -> R,
+) -> Result<R, ()> {
+    let id = r.id;
+    let mut end = Some(end);
+    let out = CURRENT.try_with(|c| {
         let mut cur = c.try_borrow_mut().ok()?;
-        let mut frame = frame.take()?;
-        if let Some(parent) = &cur.ctx.frame
-            && let Some(f) = FrameRef::get_mut(&mut frame)
-        {
-            f.adopt(parent.clone(), tier);
+        if !cur.pending.live || cur.pending.id != id {
+            return None;
         }
-        Some(install(&mut cur, Context { frame: Some(frame) }))
+        let end = end.take()?;
+        let cur = &mut *cur;
+        cur.pending.live = false;
+        cur.top = cur.pending.owner;
+        Some(end(&mut cur.pending, cur.ctx.frame.as_ref()))
     });
-    match (r, frame) {
-        (Ok(Some(id)), _) => Ok(Restore { id }),
-        (_, Some(frame)) => Err(frame),
-        (_, None) => unreachable!("the frame is taken only once the borrow is held"),
+    match out {
+        Ok(Some(out)) => {
+            r.id = 0;
+            Ok(out)
+        }
+        _ => Err(()),
     }
 }
 
@@ -537,6 +629,7 @@ pub(crate) fn exit_take(r: &mut Restore) -> Option<Context> {
     let mine = CURRENT
         .try_with(|c| {
             let mut cur = c.try_borrow_mut().ok()?;
+            materialize(&mut cur);
             if cur.top == id {
                 let mine = std::mem::take(&mut cur.ctx);
                 restore_below(&mut cur, &mut dropped);
@@ -614,7 +707,8 @@ pub(crate) fn guard_context(id: u64) -> Option<Context> {
     }
     CURRENT
         .try_with(|c| {
-            let cur = c.try_borrow().ok()?;
+            let mut cur = c.try_borrow_mut().ok()?;
+            materialize(&mut cur);
             if cur.top == id {
                 return Some(cur.ctx.clone());
             }
@@ -658,6 +752,7 @@ pub(crate) fn exit_poll(saved: Saved) {
         let Ok(mut cur) = c.try_borrow_mut() else {
             return;
         };
+        materialize(&mut cur);
         if cur.top == id {
             dropped.push(std::mem::take(&mut cur.ctx));
             restore_below(&mut cur, &mut dropped);
@@ -722,6 +817,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
     // `try_with` fails only during thread teardown; then `f` is still here
     // and runs with the empty context.
     let _ = CURRENT.try_with(|c| {
+        // A pending scope gets its frame: `f` reads the context as frames.
+        if let Ok(mut cur) = c.try_borrow_mut()
+            && cur.pending.live
+        {
+            materialize_pending(&mut cur);
+        }
         if let Some(f) = f.take() {
             out = Some(match c.try_borrow() {
                 Ok(cur) => f(&cur.ctx),

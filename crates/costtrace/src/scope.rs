@@ -44,6 +44,21 @@ pub(crate) struct Outcome {
 }
 
 impl ScopeData {
+    /// A placeholder (the thread's pending-scope slot when empty).
+    pub(crate) const fn empty() -> ScopeData {
+        ScopeData {
+            id: Uuid::nil(),
+            name: Cow::Borrowed(""),
+            started_micros: 0,
+            start: Instant::ZERO,
+            item_count: None,
+            continue_on_error: true,
+            panicking_at_start: false,
+            finished: AtomicBool::new(false),
+            outcome: OnceLock::new(),
+        }
+    }
+
     fn outcome(&self) -> &Outcome {
         self.outcome.get_or_init(Box::default)
     }
@@ -133,54 +148,12 @@ pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
         if s.finished.load(Ordering::Acquire) {
             return;
         }
-        let id = s.id;
-        let started_micros = s.started_micros;
-        let item_count = s.item_count;
-        let outcome = s.outcome.take();
-        let (name, owned_name) = match &mut s.name {
-            Cow::Borrowed(n) => (*n, None),
-            Cow::Owned(n) => ("", Some(std::mem::take(n))),
-        };
-        let tier = f.tier;
-        let parent = f.parent.take();
-        let inherited = parent.as_ref().map_or(PricingTier::Standard, |p| p.tier);
-        // Short attributes are copied into the event and the buffer stays
-        // here for the next scope.
-        let (attrs, spare) = DoneAttrs::from_buf(std::mem::take(&mut f.attrs));
-        if let Some(b) = spare
-            && b.capacity() > 0
-        {
-            context::recycle_attrs(b);
-        }
+        let attrs = std::mem::take(&mut f.attrs);
+        let event = done_event(s, s.id, attrs, f.tier, f.parent.take(), duration);
         let d = f.dispatch.take();
         f.scope = None;
-        let rare = if owned_name.is_some()
-            || item_count.is_some()
-            || outcome.is_some()
-            || tier != inherited
-        {
-            Some(Box::new(ScopeRare {
-                name: owned_name,
-                item_count,
-                outcome,
-                tier: (tier != inherited).then_some(tier),
-            }))
-        } else {
-            None
-        };
         context::pool_frame(frame);
-        let duration_nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        dispatch::send_with(d.as_ref(), move || {
-            Event::ScopeDone(ScopeDone {
-                id,
-                started_micros,
-                duration_nanos,
-                name,
-                attrs,
-                parent,
-                rare,
-            })
-        });
+        dispatch::send_with(d.as_ref(), event);
         return;
     }
     let Some(s) = frame.scope.as_ref() else {
@@ -191,6 +164,84 @@ pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
     }
     let d = frame.dispatch.clone();
     dispatch::send(d.as_ref(), Event::ScopeEnd { frame, duration });
+}
+
+/// Records a scope that ended while still pending (no frame was built for
+/// it), in place in the thread's slot; `parent` is the context it was
+/// entered in. Leaves the slot's parts taken.
+#[inline(always)]
+fn finish_pending(p: &mut context::Pending, parent: Option<&FrameRef>) {
+    let s = &mut p.data;
+    let duration = s.start.elapsed();
+    if std::thread::panicking() && panic::unwinding_since(s.panicking_at_start, s.start) {
+        set_ending(s, Ending::Panicked);
+    }
+    let d = parent.and_then(|f| f.dispatch.as_ref());
+    let attrs = std::mem::take(&mut p.attrs);
+    if !dispatch::enabled(d) {
+        s.outcome.take();
+        s.name = Cow::Borrowed("");
+        context::recycle_attrs(attrs);
+        return;
+    }
+    let inherited = parent.map_or(PricingTier::Standard, |f| f.tier);
+    let tier = p.tier.unwrap_or(inherited);
+    let id = id::v7_at(s.started_micros);
+    let event = done_event(s, id, attrs, tier, parent.cloned(), duration);
+    dispatch::send_with(d, event);
+}
+
+/// Takes an ended scope's parts out of `s` and `attrs` and answers what
+/// builds its event (built where the queue stores it). `id` is the scope's
+/// id, `tier` its effective tier, `parent` the context it ran in.
+#[inline(always)]
+fn done_event(
+    s: &mut ScopeData,
+    id: Uuid,
+    attrs: AttrBuf,
+    tier: PricingTier,
+    parent: Option<FrameRef>,
+    duration: Duration,
+) -> impl FnOnce() -> Event + use<> {
+    let started_micros = s.started_micros;
+    let item_count = s.item_count;
+    let outcome = s.outcome.take();
+    let (name, owned_name) = match &mut s.name {
+        Cow::Borrowed(n) => (*n, None),
+        Cow::Owned(n) => ("", Some(std::mem::take(n))),
+    };
+    let inherited = parent.as_ref().map_or(PricingTier::Standard, |p| p.tier);
+    // Short attributes are copied into the event and the buffer stays here
+    // for the next scope.
+    let (attrs, spare) = DoneAttrs::from_buf(attrs);
+    if let Some(b) = spare
+        && b.capacity() > 0
+    {
+        context::recycle_attrs(b);
+    }
+    let rare =
+        if owned_name.is_some() || item_count.is_some() || outcome.is_some() || tier != inherited {
+            Some(Box::new(ScopeRare {
+                name: owned_name,
+                item_count,
+                outcome,
+                tier: (tier != inherited).then_some(tier),
+            }))
+        } else {
+            None
+        };
+    let duration_nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    move || {
+        Event::ScopeDone(ScopeDone {
+            id,
+            started_micros,
+            duration_nanos,
+            name,
+            attrs,
+            parent,
+            rare,
+        })
+    }
 }
 
 /// Starts describing a scope. Add attributes, then [`enter`](ScopeBuilder::enter)
@@ -345,6 +396,41 @@ impl ScopeBuilder {
         (self.attrs, data, self.tier)
     }
 
+    /// Moves the scope, started now, into the thread's pending slot, field
+    /// by field (see [`context::Pending`]): moving the builder as a whole
+    /// copied it with wide loads over the narrow stores that had just built
+    /// it (a store-forwarding stall, 40 % of `enter` in `perf`).
+    #[inline(always)]
+    fn fill(&mut self, p: &mut context::Pending) {
+        let (start, micros) = id::now();
+        let s = &mut p.data;
+        // The id is drawn when the scope gets a frame or ends (from the
+        // start time, so it is the same kind of UUIDv7 as if drawn now):
+        // reading back a 16-byte id just stored as two halves stalled the
+        // exit.
+        // By variant: a `&'static str` is copied as its two words (moving
+        // the `Cow` as a whole loaded it with a wide load over the narrow
+        // stores that built it).
+        s.name = match &mut self.name {
+            Cow::Borrowed(n) => Cow::Borrowed(*n),
+            Cow::Owned(n) => Cow::Owned(std::mem::take(n)),
+        };
+        s.started_micros = micros;
+        s.start = start;
+        s.item_count = self.items;
+        s.continue_on_error = self.continue_on_error;
+        s.panicking_at_start = std::thread::panicking();
+        *s.finished.get_mut() = false;
+        s.outcome.take();
+        // The slot's buffer is always empty here (taken when its last scope
+        // ended); a scope without attributes leaves it so, without moving
+        // the builder's empty one (same wide-load stall).
+        if self.attrs.capacity() > 0 {
+            p.attrs = std::mem::take(&mut self.attrs);
+        }
+        p.tier = self.tier;
+    }
+
     /// Starts the scope without entering it. The parent is the current context.
     pub(crate) fn start(self) -> ActiveScope {
         let parent = context::with_current(|cur| cur.frame.clone());
@@ -357,24 +443,28 @@ impl ScopeBuilder {
 
     /// Starts the scope and makes it current until the guard drops; the scope
     /// is recorded then, also when unwinding from a panic.
-    pub fn enter(self) -> ScopeGuard {
-        let (attrs, data, tier) = self.into_parts();
-        // Built without its parent, then adopted by the current frame inside
-        // the thread-local's borrow; the thread-local owns it while the scope
-        // is current and the guard keeps it only when there is no
-        // thread-local (teardown).
-        let frame = context::new_frame(Frame::child(None, attrs, Some(data), tier, None));
-        match context::enter_frame(frame, tier) {
-            Ok(restore) => ScopeGuard {
+    pub fn enter(mut self) -> ScopeGuard {
+        // The thread-local owns the scope while it is current (as plain data
+        // until something needs its context); the guard keeps it only when
+        // there is no thread-local (teardown).
+        if let Some(restore) = context::enter_pending(&mut self, ScopeBuilder::fill) {
+            return ScopeGuard {
                 restore,
                 own: None,
                 _not_send: PhantomData,
-            },
-            Err(frame) => ScopeGuard {
-                restore: context::Restore::none(),
-                own: Some(frame),
-                _not_send: PhantomData,
-            },
+            };
+        }
+        let (attrs, data, tier) = self.into_parts();
+        ScopeGuard {
+            restore: context::Restore::none(),
+            own: Some(context::new_frame(Frame::child(
+                None,
+                attrs,
+                Some(data),
+                tier,
+                None,
+            ))),
+            _not_send: PhantomData,
         }
     }
 
@@ -648,7 +738,10 @@ impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let frame = match self.own.take() {
             Some(f) => Some(f),
-            None => context::exit_take(&mut self.restore).and_then(|c| c.frame),
+            None => match context::exit_pending(&mut self.restore, finish_pending) {
+                Ok(()) => return,
+                Err(()) => context::exit_take(&mut self.restore).and_then(|c| c.frame),
+            },
         };
         let Some(frame) = frame else {
             return;

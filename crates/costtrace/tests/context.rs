@@ -311,3 +311,73 @@ fn a_scope_guard_reaches_its_scope_under_later_guards() {
         Some("acme")
     );
 }
+
+/// A scope whose context nothing asks for ends without ever getting a frame;
+/// one asked for (its id, `current()`, a nested scope, a usage) gets one on
+/// the spot. Both must record the same thing, and the id a running scope
+/// shows must be the id it is recorded with.
+#[test]
+fn scopes_record_the_same_whether_or_not_their_context_was_used() {
+    let cap = capture();
+    let (by_guard, by_current, child_saw_parent, usage_scope);
+    let outer_id;
+    {
+        let outer = costtrace::batch_scope("b-1")
+            .attr("tenant_id", "acme")
+            .enter();
+        outer_id = outer.id();
+        {
+            let g = scope("asked").enter();
+            by_guard = g.id();
+            by_current = current().scope_id();
+        }
+        {
+            let _leaf = scope("leaf")
+                .attr("k", "v")
+                .attr("tenant_id", "inner")
+                .enter();
+        }
+        {
+            let _p = scope(String::from("parent_of")).enter();
+            let _c = scope("child").enter();
+            child_saw_parent = current().parent_scope_id();
+        }
+        {
+            let _u = scope("with_usage").enter();
+            usage_scope = costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(1));
+        }
+    }
+    let asked = cap.scope("asked").unwrap();
+    assert_eq!(asked.id, by_guard);
+    assert_eq!(Some(asked.id), by_current);
+    let leaf = cap.scope("leaf").unwrap();
+    assert_eq!(leaf.parent_id, Some(outer_id));
+    assert_eq!(leaf.attrs["k"], "v");
+    assert_eq!(leaf.attrs["tenant_id"], "inner");
+    assert_eq!(leaf.attrs["batch_id"], "b-1");
+    assert_eq!(leaf.pricing_tier, costtrace::PricingTier::Batch);
+    let parent = cap.scope("parent_of").unwrap();
+    let child = cap.scope("child").unwrap();
+    assert_eq!(child.parent_id, Some(parent.id));
+    assert_eq!(child_saw_parent, Some(parent.id));
+    assert_eq!(parent.parent_id, Some(outer_id));
+    let with_usage = cap.scope("with_usage").unwrap();
+    let u = cap
+        .usages()
+        .into_iter()
+        .find(|u| u.id == usage_scope)
+        .unwrap();
+    assert_eq!(u.scope_id, Some(with_usage.id));
+    assert_eq!(u.attrs["tenant_id"], "acme");
+    // Every id is a distinct UUIDv7 whose timestamp is the scope's start.
+    let scopes = cap.scopes();
+    let mut ids: Vec<_> = scopes.iter().map(|s| s.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), scopes.len());
+    for s in &scopes {
+        assert_eq!(s.id.get_version_num(), 7, "{}", s.name);
+        let ms = (s.id.as_u64_pair().0 >> 16) as i64;
+        assert_eq!(ms, s.started_at.0 / 1000, "{}", s.name);
+    }
+}
