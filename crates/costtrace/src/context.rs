@@ -816,16 +816,18 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
     let mut out = None;
     // `try_with` fails only during thread teardown; then `f` is still here
     // and runs with the empty context.
+    // One exclusive borrow: a pending scope gets its frame (`f` reads the
+    // context as frames). No application code runs while the state is
+    // borrowed, and none of this crate's code that does (ending a pending
+    // scope sends its event) reads the context, so this never finds it
+    // borrowed.
     let _ = CURRENT.try_with(|c| {
-        // A pending scope gets its frame: `f` reads the context as frames.
-        if let Ok(mut cur) = c.try_borrow_mut()
-            && cur.pending.live
-        {
-            materialize_pending(&mut cur);
-        }
         if let Some(f) = f.take() {
-            out = Some(match c.try_borrow() {
-                Ok(cur) => f(&cur.ctx),
+            out = Some(match c.try_borrow_mut() {
+                Ok(mut cur) => {
+                    materialize(&mut cur);
+                    f(&cur.ctx)
+                }
                 Err(_) => f(&Context::empty()),
             });
         }
