@@ -319,6 +319,7 @@ impl Config {
             backoff: Duration::ZERO,
             retry_at: None,
             forced: false,
+            drops_logged: 0,
         };
         let handle = std::thread::Builder::new()
             .name("costtrace-recorder".to_owned())
@@ -393,7 +394,7 @@ pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
             let ev = make.take()?();
             if let Err(ev) = local.push(ev) {
                 local.buf.waker.wake();
-                drop_event(&local.buf.health, "buffer full");
+                drop_event(&local.buf.health);
                 recycle(ev);
             }
             Some(())
@@ -707,13 +708,13 @@ impl ThreadBuffer {
     }
 }
 
-/// Counts a dropped record. Logs the first drop and then every 10,000th, so
-/// that a flood of drops cannot itself become the bottleneck.
-fn drop_event(health: &Health, why: &str) {
-    let n = health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-    if n == 1 || n.is_multiple_of(10_000) {
-        tracing::warn!(dropped_total = n, "costtrace dropped a record: {why}");
-    }
+/// Counts a record dropped because its thread's queue was full. Only counts:
+/// the recorder thread logs drops ([`Worker::log_drops`]), so that the
+/// application thread never runs a `tracing` subscriber's code here — this
+/// runs inside costtrace's thread-local state (ending a scope), where a
+/// subscriber that reads the costtrace context would find it unavailable.
+fn drop_event(health: &Health) {
+    health.dropped.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Frees a spent event on its own thread, keeping its attribute vector (or
@@ -812,8 +813,8 @@ impl Shared {
         self.waker.wake();
     }
 
-    fn drop_event(&self, why: &str) {
-        drop_event(&self.health, why);
+    fn drop_event(&self) {
+        drop_event(&self.health);
     }
 
     fn queued(&self) -> u64 {
@@ -841,7 +842,7 @@ impl Dispatch for Shared {
             match deadline {
                 Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_micros(50)),
                 _ => {
-                    self.drop_event("buffer full");
+                    self.drop_event();
                     recycle(pending);
                     return;
                 }
@@ -1031,6 +1032,8 @@ struct Worker {
     /// An explicit `flush()` is running: it may try the sink once even
     /// during the back-off.
     forced: bool,
+    /// The dropped-records total last logged.
+    drops_logged: u64,
 }
 
 /// The first back-off after a sink failure; it doubles up to [`MAX_BACKOFF`].
@@ -1038,6 +1041,22 @@ const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Worker {
+    /// Logs records dropped since the last log: the first drop, then each
+    /// time the total passes another 10,000, so that a flood of drops cannot
+    /// flood the log.
+    fn log_drops(&mut self) {
+        let n = self.health.dropped.load(Ordering::Relaxed);
+        if n > self.drops_logged
+            && (self.drops_logged == 0 || n / 10_000 > self.drops_logged / 10_000)
+        {
+            tracing::warn!(
+                dropped_total = n,
+                "costtrace dropped records: a queue was full (RecorderHealth::dropped)"
+            );
+            self.drops_logged = n;
+        }
+    }
+
     fn run(mut self) {
         // Records spooled by this or a dead process before: replay first.
         self.replay_spool();
@@ -1128,6 +1147,7 @@ impl Worker {
         if gone && let Ok(mut all) = self.shared.buffers.lock() {
             all.retain(|b| Arc::strong_count(b) > 1 || !b.abandoned_and_empty());
         }
+        self.log_drops();
     }
 
     /// Materializes `taken` (events of `buf`'s thread) and hands the spent
