@@ -381,3 +381,110 @@ fn scopes_record_the_same_whether_or_not_their_context_was_used() {
         assert_eq!(ms, s.started_at.0 / 1000, "{}", s.name);
     }
 }
+
+/// Random sequences of scopes and request contexts entered, dropped in any
+/// order, and sometimes asked for their context or id, checked against a
+/// model of the documented rules: the newest guard still alive owns the
+/// context; a scope's parent is the innermost scope of the context it was
+/// entered in; a scope is recorded once, with its own attributes and the
+/// id it showed. Scopes that nothing asks about stay pending (no frame), so
+/// this exercises the pending slot against the eager path.
+#[test]
+fn random_guard_sequences_follow_the_model() {
+    use costtrace::{ContextGuard, ScopeGuard};
+    enum Guard {
+        Scope(ScopeGuard),
+        Ctx(ContextGuard),
+    }
+    struct Live {
+        value: String,
+        /// The innermost scope (by index) of this guard's context.
+        scope_top: Option<usize>,
+        guard: Guard,
+    }
+    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    for case in 0..300 {
+        let cap = capture();
+        let base = with_context([("k", "base")]);
+        let mut live: Vec<Live> = Vec::new();
+        let mut parents: Vec<Option<usize>> = Vec::new();
+        let mut asked: Vec<Option<uuid::Uuid>> = Vec::new();
+        let ops = 20 + next(80);
+        for _ in 0..ops {
+            let current_top = live.last().and_then(|l| l.scope_top);
+            match next(100) {
+                0..35 => {
+                    let i = parents.len();
+                    parents.push(current_top);
+                    asked.push(None);
+                    let g = scope(format!("s{i}")).attr("k", format!("v{i}")).enter();
+                    live.push(Live {
+                        value: format!("v{i}"),
+                        scope_top: Some(i),
+                        guard: Guard::Scope(g),
+                    });
+                }
+                35..50 => {
+                    let v = format!("c{}", next(1000));
+                    let g = with_context([("k", v.clone())]);
+                    live.push(Live {
+                        value: v,
+                        scope_top: current_top,
+                        guard: Guard::Ctx(g),
+                    });
+                }
+                50..85 if !live.is_empty() => {
+                    let at = next(live.len());
+                    drop(live.remove(at));
+                }
+                85..95 => {
+                    let want = live.last().map_or("base", |l| l.value.as_str());
+                    assert_eq!(current().get("k"), Some(want), "case {case}");
+                }
+                _ if !live.is_empty() => {
+                    let at = next(live.len());
+                    if let (Guard::Scope(g), Some(i)) = (&live[at].guard, live[at].scope_top) {
+                        asked[i] = Some(g.id());
+                    }
+                }
+                _ => {}
+            }
+        }
+        while !live.is_empty() {
+            let at = next(live.len());
+            drop(live.remove(at));
+        }
+        assert_eq!(current().get("k"), Some("base"), "case {case}");
+        drop(base);
+        let scopes = cap.scopes();
+        assert_eq!(
+            scopes.len(),
+            parents.len(),
+            "case {case}: each recorded once"
+        );
+        let by_name = |i: usize| {
+            scopes
+                .iter()
+                .find(|s| s.name == format!("s{i}"))
+                .unwrap_or_else(|| panic!("case {case}: s{i} recorded"))
+        };
+        for (i, parent) in parents.iter().enumerate() {
+            let s = by_name(i);
+            assert_eq!(s.attrs["k"], format!("v{i}"), "case {case}");
+            assert_eq!(
+                s.parent_id,
+                parent.map(|p| by_name(p).id),
+                "case {case}: s{i}"
+            );
+            if let Some(id) = asked[i] {
+                assert_eq!(s.id, id, "case {case}: s{i}");
+            }
+        }
+    }
+}
