@@ -394,7 +394,7 @@ fn random_guard_sequences_follow_the_model() {
     use costtrace::{ContextGuard, ScopeGuard};
     enum Guard {
         Scope(ScopeGuard),
-        Ctx(ContextGuard),
+        Ctx(#[allow(dead_code, reason = "held for its drop")] ContextGuard),
     }
     struct Live {
         value: String,
