@@ -747,6 +747,9 @@ pub(crate) fn enter_poll(ctx: Context) -> Option<Saved> {
 #[inline]
 pub(crate) fn exit_poll(saved: Saved) {
     let id = saved.id;
+    // Dropped after the borrow ends. The poll's own context is held apart:
+    // pushed onto `dropped` it made every poll allocate the vector.
+    let mut mine = Context::empty();
     let mut dropped = Vec::new();
     let _ = CURRENT.try_with(|c| {
         let Ok(mut cur) = c.try_borrow_mut() else {
@@ -754,12 +757,13 @@ pub(crate) fn exit_poll(saved: Saved) {
         };
         materialize(&mut cur);
         if cur.top == id {
-            dropped.push(std::mem::take(&mut cur.ctx));
+            mine = std::mem::take(&mut cur.ctx);
             restore_below(&mut cur, &mut dropped);
             return;
         }
         exit_poll_unordered(&mut cur, id, &mut dropped);
     });
+    drop(mine);
     drop(dropped);
 }
 
