@@ -77,7 +77,8 @@ impl<F> WithContext<F> {
 /// marks the innermost scope as panicked.
 struct PollGuard<'a> {
     saved: Option<context::Saved>,
-    ctx: &'a Context,
+    /// The polled context's frame, whose scope (if any) a panic marks.
+    frame: Option<&'a crate::context::FrameRef>,
     watch_panics: bool,
     /// When the poll began during an unwind (run by a `Drop`): when it began,
     /// so that only a panic raised inside the poll marks the scope.
@@ -94,7 +95,7 @@ impl Drop for PollGuard<'_> {
             && self
                 .panicking_since
                 .is_none_or(|since| crate::panic::unwinding_since(true, since))
-            && let Some(frame) = &self.ctx.frame
+            && let Some(frame) = self.frame
             && let Some(s) = &frame.scope
         {
             s.set_error_if_none(|| crate::panic::describe_since(s.start));
@@ -109,7 +110,7 @@ impl<F: Future> Future for WithContext<F> {
         let this = self.project();
         let _guard = PollGuard {
             saved: context::enter_poll(this.ctx.clone()),
-            ctx: this.ctx,
+            frame: this.ctx.frame.as_ref(),
             watch_panics: *this.watch_panics,
             panicking_since: (*this.watch_panics && std::thread::panicking()).then(Instant::now),
         };
@@ -150,11 +151,51 @@ impl<F: Future> Future for InScope<F> {
     }
 }
 
-/// Used by `#[tracked]` on async fns: runs `fut` in the scope's context and
-/// marks the scope if a poll panics.
+pin_project! {
+    /// Used by `#[tracked]` on async fns: runs the body in the scope's
+    /// context and marks the scope if a poll panics. Borrows the scope
+    /// (which the async fn holds until the body is done) instead of holding
+    /// a second reference to its frame: a reference count taken and
+    /// released less per call.
+    #[doc(hidden)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct __Watched<'a, F> {
+        #[pin]
+        inner: F,
+        active: &'a ActiveScope,
+    }
+}
+
+impl<F> std::fmt::Debug for __Watched<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched")
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for __Watched<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let frame = &this.active.handle().frame;
+        let _guard = PollGuard {
+            saved: context::enter_poll(Context {
+                frame: Some(frame.clone()),
+            }),
+            frame: Some(frame),
+            watch_panics: true,
+            panicking_since: std::thread::panicking().then(Instant::now),
+        };
+        this.inner.poll(cx)
+    }
+}
+
+/// See [`__Watched`].
 #[doc(hidden)]
-pub fn __watched<F: Future>(active: &ActiveScope, fut: F) -> WithContext<F> {
-    WithContext::new(fut, active.context(), true)
+pub fn __watched<F: Future>(active: &ActiveScope, fut: F) -> __Watched<'_, F> {
+    __Watched { inner: fut, active }
 }
 
 pin_project! {
