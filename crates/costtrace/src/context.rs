@@ -594,13 +594,11 @@ pub(crate) fn exit_pending<R>(
     end: impl FnOnce(&mut Pending, Option<&FrameRef>) -> R,
 ) -> Result<R, ()> {
     let id = r.id;
-    let mut end = Some(end);
     let out = CURRENT.try_with(|c| {
         let mut cur = c.try_borrow_mut().ok()?;
         if !cur.pending.live || cur.pending.id != id {
             return None;
         }
-        let end = end.take()?;
         let cur = &mut *cur;
         cur.pending.live = false;
         cur.top = cur.pending.owner;
@@ -819,12 +817,11 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
     let mut f = Some(f);
     let mut out = None;
     // `try_with` fails only during thread teardown; then `f` is still here
-    // and runs with the empty context.
-    // One exclusive borrow: a pending scope gets its frame (`f` reads the
-    // context as frames). No application code runs while the state is
-    // borrowed, and none of this crate's code that does (ending a pending
-    // scope sends its event) reads the context, so this never finds it
-    // borrowed.
+    // and runs with the empty context. One exclusive borrow: a pending scope
+    // gets its frame (`f` reads the context as frames). No application code
+    // runs while the state is borrowed, and none of this crate's code that
+    // does (ending a pending scope sends its event) reads the context, so
+    // this never finds it borrowed.
     let _ = CURRENT.try_with(|c| {
         if let Some(f) = f.take() {
             out = Some(match c.try_borrow_mut() {
