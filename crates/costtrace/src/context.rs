@@ -586,31 +586,34 @@ pub(crate) fn enter_pending<P>(
 
 /// Ends the guard `r` came from when its scope is still pending: `end` gets
 /// the scope (to take its parts out) and the context it was entered in, and
-/// the context from before it is current again. `Err(())` when the scope is
-/// not pending (it got a frame: use [`exit_take`]).
+/// the context from before it is current again. When the scope is not
+/// pending (it got a frame), does what [`exit_take`] does, in the same
+/// borrow, and answers `Err` with the scope's context.
 #[inline(always)]
 pub(crate) fn exit_pending<R>(
     r: &mut Restore,
     end: impl FnOnce(&mut Pending, Option<&FrameRef>) -> R,
-) -> Result<R, ()> {
-    let id = r.id;
-    let out = CURRENT.try_with(|c| {
-        let mut cur = c.try_borrow_mut().ok()?;
-        if !cur.pending.live || cur.pending.id != id {
-            return None;
-        }
-        let cur = &mut *cur;
-        cur.pending.live = false;
-        cur.top = cur.pending.owner;
-        Some(end(&mut cur.pending, cur.ctx.frame.as_ref()))
-    });
-    match out {
-        Ok(Some(out)) => {
-            r.id = 0;
-            Ok(out)
-        }
-        _ => Err(()),
+) -> Result<R, Option<Context>> {
+    let id = std::mem::replace(&mut r.id, 0);
+    if id == 0 {
+        return Err(None);
     }
+    let mut dropped = Vec::new();
+    let out = CURRENT
+        .try_with(|c| {
+            let mut cur = c.try_borrow_mut().ok()?;
+            let cur = &mut *cur;
+            if cur.pending.live && cur.pending.id == id {
+                cur.pending.live = false;
+                cur.top = cur.pending.owner;
+                return Some(Ok(end(&mut cur.pending, cur.ctx.frame.as_ref())));
+            }
+            Some(Err(take_exited(cur, id, &mut dropped)))
+        })
+        .ok()
+        .flatten();
+    drop(dropped);
+    out.unwrap_or(Err(None))
 }
 
 /// Ends the guard `r` came from and hands back its context: when its context
@@ -627,19 +630,26 @@ pub(crate) fn exit_take(r: &mut Restore) -> Option<Context> {
     let mine = CURRENT
         .try_with(|c| {
             let mut cur = c.try_borrow_mut().ok()?;
-            materialize(&mut cur);
-            if cur.top == id {
-                let mine = std::mem::take(&mut cur.ctx);
-                restore_below(&mut cur, &mut dropped);
-                Some(mine)
-            } else {
-                take_waiting(&mut cur, id)
-            }
+            take_exited(&mut cur, id, &mut dropped)
         })
         .ok()
         .flatten();
     drop(dropped);
     mine
+}
+
+/// [`exit_take`] inside the borrow. Contexts to drop go to `dropped`
+/// (dropped after the borrow ends).
+#[inline]
+fn take_exited(cur: &mut Current, id: u64, dropped: &mut Vec<Context>) -> Option<Context> {
+    materialize(cur);
+    if cur.top == id {
+        let mine = std::mem::take(&mut cur.ctx);
+        restore_below(cur, dropped);
+        Some(mine)
+    } else {
+        take_waiting(cur, id)
+    }
 }
 
 /// [`exit_take`], dropping the context.

@@ -740,7 +740,7 @@ impl Drop for ScopeGuard {
             Some(f) => Some(f),
             None => match context::exit_pending(&mut self.restore, finish_pending) {
                 Ok(()) => return,
-                Err(()) => context::exit_take(&mut self.restore).and_then(|c| c.frame),
+                Err(ctx) => ctx.and_then(|c| c.frame),
             },
         };
         let Some(frame) = frame else {
