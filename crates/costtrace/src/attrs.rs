@@ -95,6 +95,21 @@ impl AttrBuf {
     /// Sets `key` to `value` (a later value for the same key wins).
     #[inline]
     pub(crate) fn push_str(&mut self, key: &str, value: &str) {
+        if key.len() < 0x80 && value.len() < 0x80 {
+            // The common case: no cut, one byte per length, one capacity
+            // check.
+            self.text.reserve(key.len() + value.len() + 2);
+            self.text.push_str(key);
+            self.text.push_str(value);
+            self.text.push(char::from(key.len() as u8));
+            self.text.push(char::from(value.len() as u8));
+        } else {
+            self.push_str_long(key, value);
+        }
+    }
+
+    #[inline(never)]
+    fn push_str_long(&mut self, key: &str, value: &str) {
         let start = self.text.len();
         self.text.push_str(key);
         let key_len = self.text_len(start);
@@ -106,8 +121,16 @@ impl AttrBuf {
 
     /// Sets `key` to `value` as `Display` writes it. A `Display` that fails
     /// leaves what it wrote before failing.
+    #[inline]
+    pub(crate) fn push_display<V: fmt::Display + ?Sized>(&mut self, key: &str, value: &V) {
+        match as_text(value) {
+            Some(text) => self.push_str(key, text),
+            None => self.push_formatted(key, value),
+        }
+    }
+
     #[inline(never)]
-    pub(crate) fn push_display(&mut self, key: &str, value: &(impl fmt::Display + ?Sized)) {
+    fn push_formatted(&mut self, key: &str, value: &(impl fmt::Display + ?Sized)) {
         let start = self.text.len();
         self.text.push_str(key);
         let key_len = self.text_len(start);
@@ -162,6 +185,38 @@ impl fmt::Debug for AttrBuf {
         pairs.reverse();
         f.debug_list().entries(pairs).finish()
     }
+}
+
+/// `value` itself when it is text (`str`, `String`, or a reference to one),
+/// so that it is copied without going through `core::fmt`, which costs
+/// several times the copy (`write!` walks its format string's pieces and
+/// calls `Display::fmt` and `Formatter::pad` through function pointers).
+/// The type test is resolved at compile time.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn as_text<V: fmt::Display + ?Sized>(value: &V) -> Option<&str> {
+    let ty = typeid::of::<V>();
+    let ptr: *const V = value;
+    // SAFETY: each branch runs only when `V` is the type the pointer is cast
+    // to, up to lifetimes (`typeid::of` ignores them). A reference inside `V`
+    // outlives the borrow of `value` (`V: 'a` for `value: &'a V`), so reading
+    // it with the shorter lifetime of the result is sound, as for any
+    // covariant reference.
+    unsafe {
+        if ty == typeid::of::<&str>() {
+            return Some(*ptr.cast::<&str>());
+        }
+        if ty == typeid::of::<String>() {
+            return Some((*ptr.cast::<String>()).as_str());
+        }
+        if ty == typeid::of::<&String>() {
+            return Some((*ptr.cast::<&String>()).as_str());
+        }
+        if ty == typeid::of::<&&str>() {
+            return Some(**ptr.cast::<&&str>());
+        }
+    }
+    None
 }
 
 /// The attributes in an [`AttrBuf`]'s text (also when the text was copied
@@ -306,6 +361,46 @@ mod tests {
         assert!(cut.len() <= MAX_TEXT && cut.len() > MAX_TEXT - 4);
         assert!(long.starts_with(cut));
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn text_values_are_copied_and_others_formatted_alike() {
+        let owned = String::from("owned");
+        let borrowed: &str = "borrowed";
+        let long = "v".repeat(300);
+        let mut b = AttrBuf::default();
+        b.push_display("str", &"literal");
+        b.push_display("string", &owned.clone());
+        b.push_display("string_ref", &&owned);
+        b.push_display("str_ref_ref", &&borrowed);
+        b.push_display("unsized", borrowed);
+        b.push_display("cow", &std::borrow::Cow::Borrowed("cow"));
+        b.push_display("int", &-42_i64);
+        b.push_display("char", &'ß');
+        b.push_display("long", &long.as_str());
+        b.push_display(&"k".repeat(200), &owned);
+        // `Display` with default options leaves text as it is.
+        for (k, v) in [
+            ("str", "literal"),
+            ("string", "owned"),
+            ("string_ref", "owned"),
+            ("str_ref_ref", "borrowed"),
+            ("unsized", "borrowed"),
+            ("cow", "cow"),
+            ("int", "-42"),
+            ("char", "ß"),
+            ("long", long.as_str()),
+        ] {
+            assert_eq!(b.get(k), Some(v), "{k}");
+        }
+        assert_eq!(as_text(&"x"), Some("x"));
+        assert_eq!(as_text(&owned), Some("owned"));
+        assert_eq!(as_text(&&owned), Some("owned"));
+        assert_eq!(as_text(&&borrowed), Some("borrowed"));
+        assert_eq!(as_text(&7_u8), None);
+        assert_eq!(as_text(&std::borrow::Cow::Borrowed("c")), None);
+        assert_eq!(b.get(&"k".repeat(200)), Some("owned"));
+        assert_eq!(b.len(), 10);
     }
 
     #[test]
