@@ -221,12 +221,19 @@ pub(crate) fn expand(t: Tracked) -> TokenStream {
             #ret
         }
     } else if sig.asyncness.is_some() {
+        // The output type is fixed before the error is looked for in it.
         quote! {
             #builder
-            let __costtrace_active = ::costtrace::__private::start(__costtrace_b);
-            #out_binding = ::costtrace::__private::watched(&__costtrace_active, async move #block).await;
-            __costtrace_active.complete_with(#error_of);
-            __costtrace_out
+            ::costtrace::__private::scoped(
+                __costtrace_b,
+                ::costtrace::__private::output_is::<#ret_ty, _>(async move #block),
+                |__costtrace_out| {
+                    #[allow(unused_imports)]
+                    use ::costtrace::__private::{OutcomeOther as _, OutcomeResult as _};
+                    (&&::costtrace::__private::Probe(__costtrace_out)).costtrace_error()
+                },
+            )
+            .await
         }
     } else {
         quote! {

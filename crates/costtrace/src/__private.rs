@@ -4,7 +4,10 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-pub use crate::future::{__Tracked as Tracked, __tracked as tracked, __watched as watched};
+pub use crate::future::{
+    __Scoped as Scoped, __Tracked as Tracked, __scoped as scoped, __tracked as tracked,
+    __watched as watched,
+};
 pub use crate::scope::{ActiveScope, ScopeBuilder, scope};
 
 /// Starts a scope without entering it.

@@ -83,14 +83,21 @@ pub(crate) fn new_frame(frame: Frame) -> FrameRef {
 }
 
 /// Keeps `frame` for [`new_frame`] if nothing else holds it; its parts are
-/// dropped now, on this thread.
+/// dropped now, on this thread. Its parent goes the same way when `frame`
+/// held the last reference to it, and so on up the chain: the frames of
+/// nested scopes usually end with an event of the scope inside them, and
+/// without this each would be freed and the next scope's frame allocated.
 pub(crate) fn recycle_frame(mut frame: FrameRef) {
-    if let Some(f) = FrameRef::get_mut(&mut frame) {
-        f.parent = None;
+    while let Some(f) = FrameRef::get_mut(&mut frame) {
+        let parent = f.parent.take();
         f.scope = None;
         f.dispatch = None;
         recycle_attrs(std::mem::take(&mut f.attrs));
         pool_frame(frame);
+        match parent {
+            Some(p) => frame = p,
+            None => return,
+        }
     }
 }
 
@@ -773,6 +780,22 @@ pub(crate) fn exit_poll(saved: Saved) {
     });
     drop(mine);
     drop(dropped);
+}
+
+/// Ends the guard `r` came from as the end of a poll ends the poll's context
+/// ([`exit_poll`]: guards the poll left active wait as orphans) and hands
+/// back its context. For a scope entered at the start of a future's first
+/// poll when that poll has to wait: the future keeps the scope's context for
+/// its later polls.
+#[cold]
+pub(crate) fn exit_poll_keep(r: &mut Restore) -> Option<Context> {
+    let id = std::mem::replace(&mut r.id, 0);
+    if id == 0 {
+        return None;
+    }
+    let ctx = guard_context(id);
+    exit_poll(Saved { id });
+    ctx
 }
 
 #[cold]

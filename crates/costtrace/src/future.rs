@@ -179,17 +179,28 @@ impl<F: Future> Future for __Watched<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let frame = &this.active.handle().frame;
-        let _guard = PollGuard {
-            saved: context::enter_poll(Context {
-                frame: Some(frame.clone()),
-            }),
-            frame: Some(frame),
-            watch_panics: true,
-            panicking_since: std::thread::panicking().then(Instant::now),
-        };
-        this.inner.poll(cx)
+        poll_in_scope(this.inner, this.active, cx)
     }
+}
+
+/// Polls `inner` with `active`'s context current, marking the scope if the
+/// poll panics.
+#[inline]
+fn poll_in_scope<F: Future>(
+    inner: Pin<&mut F>,
+    active: &ActiveScope,
+    cx: &mut TaskContext<'_>,
+) -> Poll<F::Output> {
+    let frame = &active.handle().frame;
+    let _guard = PollGuard {
+        saved: context::enter_poll(Context {
+            frame: Some(frame.clone()),
+        }),
+        frame: Some(frame),
+        watch_panics: true,
+        panicking_since: std::thread::panicking().then(Instant::now),
+    };
+    inner.poll(cx)
 }
 
 /// See [`__Watched`].
@@ -247,6 +258,106 @@ where
     __Tracked {
         inner: WithContext::new(fut, active.context(), true),
         active: Some(active),
+        error_of: Some(error_of),
+    }
+}
+
+pin_project! {
+    /// Used by `#[tracked]` on async fns: the body runs in the function's
+    /// scope, which is recorded when the body completes, failed with what
+    /// `error_of` finds in the output (as panicked if a poll panics, as
+    /// cancelled if the future is dropped first).
+    ///
+    /// The first poll enters the scope as a guard would, so a body that
+    /// completes in that poll ends the scope as a [`ScopeGuard`] does: from
+    /// the thread's pending slot, without a frame unless something inside
+    /// asked for its context. A body that has to wait keeps the scope's frame
+    /// and re-enters it on every later poll, as `in_scope` does.
+    ///
+    /// [`ScopeGuard`]: crate::ScopeGuard
+    #[doc(hidden)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct __Scoped<F, C> {
+        #[pin]
+        inner: F,
+        state: ScopedState,
+        error_of: Option<C>,
+    }
+}
+
+enum ScopedState {
+    /// Not polled yet.
+    Unstarted(ScopeBuilder),
+    /// Waiting: polled at least once.
+    Parked(ActiveScope),
+    /// Completed (or the scope was lost to a panic in a poll).
+    Done,
+}
+
+impl<F, C> std::fmt::Debug for __Scoped<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Scoped");
+        match &self.state {
+            ScopedState::Unstarted(b) => d.field("unstarted", b),
+            ScopedState::Parked(a) => d.field("active", a),
+            ScopedState::Done => d.field("done", &true),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<F: Future, C: FnOnce(&F::Output) -> Option<String>> Future for __Scoped<F, C> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        match std::mem::replace(this.state, ScopedState::Done) {
+            ScopedState::Unstarted(b) => {
+                // A panic in the poll drops the guard while unwinding, which
+                // records the scope as panicked.
+                let guard = b.enter();
+                match this.inner.poll(cx) {
+                    Poll::Ready(out) => {
+                        if let Some(e) = this.error_of.take().and_then(|e| e(&out)) {
+                            guard.fail(e);
+                        }
+                        drop(guard);
+                        Poll::Ready(out)
+                    }
+                    Poll::Pending => {
+                        *this.state = ScopedState::Parked(guard.park());
+                        Poll::Pending
+                    }
+                }
+            }
+            ScopedState::Parked(active) => match poll_in_scope(this.inner, &active, cx) {
+                Poll::Ready(out) => {
+                    let error = this.error_of.take().and_then(|e| e(&out));
+                    active.complete_with(error);
+                    Poll::Ready(out)
+                }
+                Poll::Pending => {
+                    *this.state = ScopedState::Parked(active);
+                    Poll::Pending
+                }
+            },
+            // Polled again after completing: the body answers as it does
+            // (an `async` block panics).
+            ScopedState::Done => this.inner.poll(cx),
+        }
+    }
+}
+
+/// See [`__Scoped`].
+#[doc(hidden)]
+pub fn __scoped<F, C>(builder: ScopeBuilder, fut: F, error_of: C) -> __Scoped<F, C>
+where
+    F: Future,
+    C: FnOnce(&F::Output) -> Option<String>,
+{
+    __Scoped {
+        inner: fut,
+        state: ScopedState::Unstarted(builder),
         error_of: Some(error_of),
     }
 }

@@ -725,9 +725,13 @@ fn recycle(ev: Event) {
             if let Some(b) = d.attrs.into_buf() {
                 crate::context::recycle_attrs(b);
             }
+            if let Some(p) = d.parent {
+                crate::context::recycle_frame(p);
+            }
         }
+        Event::ScopeEnd { frame, .. } => crate::context::recycle_frame(frame),
         Event::Usage(u) => crate::usage::recycle_event(u),
-        _ => {}
+        Event::Record(_) => {}
     }
 }
 

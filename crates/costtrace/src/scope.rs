@@ -734,6 +734,22 @@ impl ScopeGuard {
     }
 }
 
+impl ScopeGuard {
+    /// Hands the scope over to a future that has to wait, at the end of the
+    /// poll that entered it: the thread's context is restored as at the end
+    /// of any poll, and the returned scope is recorded when completed (or
+    /// dropped).
+    pub(crate) fn park(mut self) -> ActiveScope {
+        let frame = match self.own.take() {
+            Some(f) => Some(f),
+            None => context::exit_poll_keep(&mut self.restore).and_then(|c| c.frame),
+        };
+        ActiveScope {
+            handle: frame.map(|frame| ScopeHandle { frame }),
+        }
+    }
+}
+
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let frame = match self.own.take() {

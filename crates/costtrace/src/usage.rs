@@ -296,7 +296,9 @@ fn pooled_event() -> Option<Box<UsageEvent>> {
 /// frame is released now (it may hold a chain of ended scopes); the rest
 /// is overwritten on reuse.
 pub(crate) fn recycle_event(mut ev: Box<UsageEvent>) {
-    ev.frame = None;
+    if let Some(f) = ev.frame.take() {
+        crate::context::recycle_frame(f);
+    }
     let _ = EVENT_POOL.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut()
             && p.len() < EVENT_POOL_MAX

@@ -608,3 +608,185 @@ fn panics_in_returned_futures_mark_the_scope() {
         assert_eq!(s.error_message.as_deref(), Some("panicked: future boom"));
     });
 }
+
+// Async bodies that complete in their first poll end their scope from the
+// thread's pending slot; those that wait keep it for later polls. Both must
+// record the same things.
+
+#[tracked]
+async fn quick(job_id: &str, fail: bool) -> Result<usize, MyError> {
+    if fail {
+        return Err(MyError("quick failed"));
+    }
+    Ok(job_id.len())
+}
+
+#[tracked]
+async fn quick_outer(job_id: &str) -> usize {
+    // Reads the context and records usage: the scope needs a frame.
+    costtrace::record(Usage::llm("openai", "gpt-4o").input_tokens(3));
+    let inner = quick("inner-job", false).await.unwrap();
+    inner + current().get("job_id").map_or(0, str::len)
+}
+
+#[tracked]
+async fn quick_panics(task_id: u32) -> u32 {
+    panic!("quick boom {task_id}")
+}
+
+/// Holds a guard across its await: at the end of the first poll the
+/// scope's context and the guard's are put aside, and the caller's context
+/// is current again. (A guard is not carried across `.await`: later polls
+/// run in the function's scope, as documented on `ScopeGuard`.)
+#[tracked]
+async fn waits_holding_a_guard(job_id: &str, gate: std::rc::Rc<std::cell::Cell<bool>>) -> String {
+    let _stage = costtrace::scope("stage").attr("stage", "ocr").enter();
+    std::future::poll_fn(|_| {
+        if gate.get() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    costtrace::record(Usage::llm("openai", "gpt-4o").output_tokens(1));
+    format!(
+        "{}/{}",
+        current().get_or("job_id", "-"),
+        current().get_or("stage", "-")
+    )
+}
+
+fn poll_noop<F: Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+#[test]
+fn async_bodies_completing_in_their_first_poll() {
+    let cap = capture();
+    let outer = costtrace::scope("outer").attr("tenant_id", "acme").enter();
+    let outer_id = outer.id();
+
+    // A leaf: ends without ever building a frame.
+    let f = std::pin::pin!(quick("job-1", false));
+    assert!(matches!(poll_noop(f), std::task::Poll::Ready(Ok(5))));
+    // Err: failed with the message.
+    let f = std::pin::pin!(quick("job-2", true));
+    assert!(matches!(poll_noop(f), std::task::Poll::Ready(Err(_))));
+    // A body that records usage and nests another tracked call.
+    let f = std::pin::pin!(quick_outer("job-3"));
+    assert!(matches!(poll_noop(f), std::task::Poll::Ready(14)));
+    // The caller's context is current again after each of them.
+    assert_eq!(current().scope_id(), Some(outer_id));
+    assert_eq!(current().get("job_id"), None);
+    // A panic in the first poll.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let f = std::pin::pin!(quick_panics(7));
+        let _ = poll_noop(f);
+    }));
+    assert!(caught.is_err());
+    assert_eq!(current().scope_id(), Some(outer_id));
+    // Dropped before its first poll: nothing is recorded.
+    drop(quick("never-polled", false));
+    drop(outer);
+
+    let scopes = cap.scopes();
+    let quick: Vec<_> = scopes.iter().filter(|s| s.name == "quick").collect();
+    assert_eq!(quick.len(), 3, "{scopes:#?}");
+    let by_job = |j: &str| quick.iter().find(|s| s.attrs["job_id"] == j).unwrap();
+    let ok = by_job("job-1");
+    assert!(!ok.error_occurred);
+    assert_eq!(ok.parent_id, Some(outer_id));
+    assert_eq!(ok.attrs["tenant_id"], "acme");
+    let failed = by_job("job-2");
+    assert!(failed.error_occurred);
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some("my error: quick failed")
+    );
+    let qo = cap.scope("quick_outer").unwrap();
+    assert_eq!(qo.parent_id, Some(outer_id));
+    assert_eq!(by_job("inner-job").parent_id, Some(qo.id));
+    assert_eq!(by_job("inner-job").attrs["tenant_id"], "acme");
+    assert_eq!(cap.usages()[0].scope_id, Some(qo.id));
+    assert_eq!(cap.usages()[0].attrs["job_id"], "job-3");
+    let p = cap.scope("quick_panics").unwrap();
+    assert!(p.error_occurred);
+    assert_eq!(p.error_message.as_deref(), Some("panicked: quick boom 7"));
+    assert_eq!(p.attrs["task_id"], "7");
+    assert_eq!(p.parent_id, Some(outer_id));
+    assert!(
+        !scopes
+            .iter()
+            .any(|s| s.attrs.get("job_id").map(String::as_str) == Some("never-polled"))
+    );
+    // Every id is distinct.
+    let mut ids: Vec<_> = scopes.iter().map(|s| s.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), scopes.len());
+}
+
+#[test]
+fn async_bodies_that_wait_keep_their_scope_between_polls() {
+    let cap = capture();
+    let outer = costtrace::scope("outer").attr("tenant_id", "acme").enter();
+    let outer_id = outer.id();
+    let gate = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut f = std::pin::pin!(waits_holding_a_guard("job-w", gate.clone()));
+    assert!(poll_noop(f.as_mut()).is_pending());
+    // Between polls the caller's context is current, not the body's.
+    assert_eq!(current().scope_id(), Some(outer_id));
+    assert_eq!(current().get("stage"), None);
+    assert_eq!(current().get("job_id"), None);
+    assert!(poll_noop(f.as_mut()).is_pending());
+    assert_eq!(current().scope_id(), Some(outer_id));
+    gate.set(true);
+    match poll_noop(f.as_mut()) {
+        std::task::Poll::Ready(s) => assert_eq!(s, "job-w/-"),
+        std::task::Poll::Pending => panic!("the gate is open"),
+    }
+    assert_eq!(current().scope_id(), Some(outer_id));
+
+    // Cancelled after waiting: recorded as cancelled.
+    let gate2 = std::rc::Rc::new(std::cell::Cell::new(false));
+    {
+        let mut g = std::pin::pin!(waits_holding_a_guard("job-c", gate2));
+        assert!(poll_noop(g.as_mut()).is_pending());
+    }
+    assert_eq!(current().scope_id(), Some(outer_id));
+    drop(outer);
+
+    let w = cap
+        .scopes()
+        .into_iter()
+        .filter(|s| s.name == "waits_holding_a_guard")
+        .collect::<Vec<_>>();
+    assert_eq!(w.len(), 2);
+    let done = w.iter().find(|s| s.attrs["job_id"] == "job-w").unwrap();
+    assert!(!done.error_occurred);
+    assert_eq!(done.parent_id, Some(outer_id));
+    let stages: Vec<_> = cap
+        .scopes()
+        .into_iter()
+        .filter(|s| s.name == "stage")
+        .collect();
+    assert_eq!(stages.len(), 2);
+    let stage = stages
+        .iter()
+        .find(|s| s.attrs["job_id"] == "job-w")
+        .unwrap();
+    assert_eq!(stage.parent_id, Some(done.id));
+    assert_eq!(stage.attrs["tenant_id"], "acme");
+    assert_eq!(cap.usages()[0].scope_id, Some(done.id));
+    let cancelled = w.iter().find(|s| s.attrs["job_id"] == "job-c").unwrap();
+    assert!(cancelled.error_occurred);
+    assert!(
+        cancelled
+            .error_message
+            .as_deref()
+            .unwrap()
+            .starts_with("cancelled"),
+        "{cancelled:?}"
+    );
+}
