@@ -8,6 +8,7 @@
 //! When a thread's queue is full the configured [`QueuePolicy`] applies and
 //! every record it drops is counted, logged and readable from [`health`].
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -315,7 +316,6 @@ impl Config {
             retry: Vec::new(),
             spool,
             spare: Vec::new(),
-            spare_over: Vec::new(),
             backoff: Duration::ZERO,
             retry_at: None,
             forced: false,
@@ -386,8 +386,8 @@ pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
             if local.push_fast(&mut make).is_some() {
                 return Some(());
             }
-            // The ring is full or overflowing: under the drop policy that is
-            // settled here, without the global lock.
+            // The ring is full (or the bound reached): under the drop policy
+            // that is settled here, without the global lock.
             if local.buf.policy != QueuePolicy::Drop || local.buf.closed.load(Ordering::Relaxed) {
                 return None;
             }
@@ -422,30 +422,45 @@ enum Msg {
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// Slots in each thread's ring (events are at most 96 bytes: 96 KiB per
-/// recording thread). Past them, events wait in the thread's overflow vector,
-/// up to the configured queue capacity.
+/// Slots in each thread's first ring (events are at most 96 bytes: 96 KiB
+/// per recording thread). When it is full the thread moves on to a larger
+/// ring, up to the configured queue capacity in all (see [`ThreadBuffer`]).
 const RING_SLOTS: usize = 1024;
 
 /// The recorder's side of one thread's queue.
 ///
-/// Events travel through a single-producer ring (`rtrb`): a push is a plain
+/// Events travel through single-producer rings (`rtrb`): a push is a plain
 /// write of the event and a release store of the ring's tail, with no
 /// read-modify-write. On this 2-core machine every locked instruction costs
-/// ~10 ns, and the lock this replaced took two per event. When the ring is
-/// full, events go to `overflow`, a locked vector bounded by the queue
-/// capacity; while it holds events the thread keeps pushing there, so the
-/// recorder (which takes the ring first) sees each thread's events in order.
+/// ~10 ns, and the lock this replaced took two per event.
+///
+/// A queue is a chain of rings. When the thread's ring is full it does not
+/// wait or lock: it makes a ring twice as large (as long as the rings not yet
+/// emptied by the recorder stay within the queue capacity), hands its
+/// consumer to the recorder through `next`, and pushes there from then on.
+/// The recorder empties each ring before it moves on to the next, so it sees
+/// each thread's events in order; a ring the thread has left is finished
+/// (nothing more will arrive in it), because the thread hands over the next
+/// one only after its last push to the old one. Once the recorder has caught
+/// up, the thread goes back to a ring of [`RING_SLOTS`]. (A locked overflow
+/// vector did this job before: while the recorder was behind, every event
+/// took its lock, a quarter of a scope's cost.)
 ///
 /// The spent events the recorder hands back are freed by this thread: with
 /// glibc's allocator, freeing on the recorder thread memory that this thread
 /// allocated makes both threads fight over this thread's arena lock.
 struct ThreadBuffer {
-    /// Only the recorder (and `health()`) lock this: the thread never does.
+    /// The oldest ring not yet emptied and left. Only the recorder (and
+    /// `health()`) lock this: the thread never does.
     ring: Mutex<rtrb::Consumer<Event>>,
-    overflow: Mutex<Pending>,
-    /// Attribute bytes of the ring's events the recorder has taken (a
-    /// running total; the thread keeps the total it pushed).
+    /// The rings the thread moved on to, oldest first. The thread locks it
+    /// only when it changes rings.
+    next: Mutex<VecDeque<rtrb::Consumer<Event>>>,
+    /// Slots of the rings the recorder has emptied and dropped (a running
+    /// total; the thread keeps the total it made).
+    retired_slots: AtomicUsize,
+    /// Attribute bytes of the events the recorder has taken (a running
+    /// total; the thread keeps the total it pushed).
     consumed_bytes: AtomicUsize,
     spent: Mutex<Vec<Event>>,
     has_spent: AtomicBool,
@@ -467,25 +482,18 @@ struct Local {
     generation: u64,
     buf: Arc<ThreadBuffer>,
     ring: rtrb::Producer<Event>,
-    /// Attribute bytes of the events pushed onto the ring (a running total).
+    /// Slots of every ring made for this queue (a running total; those of
+    /// rings still in use are this minus the recorder's `retired_slots`).
+    made_slots: usize,
+    /// Attribute bytes of the events pushed (a running total).
     pushed_bytes: usize,
     /// Events pushed since the recorder was last woken.
     since_wake: usize,
-    /// The ring filled and events go to the overflow vector until the
-    /// recorder has emptied it.
-    overflowing: bool,
     /// The recorder's consumed-bytes total when last read.
     consumed_seen: usize,
     /// Spent events taken back from the recorder, freed two per push (see
     /// [`Local::free_some_spent`]).
     to_free: Vec<Event>,
-}
-
-/// A thread's overflow events and the attribute bytes they hold.
-#[derive(Default)]
-struct Pending {
-    events: Vec<Event>,
-    bytes: usize,
 }
 
 /// Wakes the recorder thread when a buffer reaches the batch size.
@@ -505,13 +513,6 @@ impl Waker {
 }
 
 impl Local {
-    /// Attribute bytes in the ring that the recorder has not taken yet.
-    #[inline]
-    fn ring_bytes(&self) -> usize {
-        self.pushed_bytes
-            .wrapping_sub(self.buf.consumed_bytes.load(Ordering::Relaxed))
-    }
-
     /// Whether the ring's attribute bytes are under the bound. The
     /// recorder's running total is read only when the last one read is not
     /// enough to tell (the total only grows, so an old value over-counts):
@@ -564,25 +565,52 @@ impl Local {
         }
     }
 
-    /// Events waiting in this thread's ring and overflow vector.
+    /// At most the events waiting in this thread's queue: those in its ring,
+    /// plus the slots of the rings it left that the recorder has not emptied
+    /// yet (an upper bound, read without a lock). Goes back to a ring of
+    /// [`RING_SLOTS`] when a larger one is nearly empty: the recorder has
+    /// caught up.
     #[cold]
-    fn queued(&self) -> usize {
-        let ring = self.ring.buffer().capacity() - self.ring.slots();
-        ring + if self.overflowing {
-            self.buf.overflow.lock().map_or(0, |p| p.events.len())
-        } else {
-            0
+    fn queued(&mut self) -> usize {
+        let cap = self.ring.buffer().capacity();
+        let in_ring = cap - self.ring.slots();
+        let left = self.live_slots().saturating_sub(cap);
+        if cap > RING_SLOTS && left == 0 && in_ring < RING_SLOTS / 4 {
+            self.move_to_new_ring(RING_SLOTS);
         }
+        in_ring + left
     }
 
-    /// Builds and pushes the event when the ring is open, not overflowing
-    /// and has room; `None` (with `make` left in place) sends the caller to
-    /// the general path.
+    /// Slots of the rings in use (this thread's and those the recorder has
+    /// not emptied yet).
+    #[inline]
+    fn live_slots(&self) -> usize {
+        self.made_slots
+            .wrapping_sub(self.buf.retired_slots.load(Ordering::Relaxed))
+    }
+
+    /// Makes a ring of `slots`, hands it to the recorder after the current
+    /// one and pushes there from now on.
+    #[cold]
+    fn move_to_new_ring(&mut self, slots: usize) {
+        let (producer, consumer) = rtrb::RingBuffer::new(slots);
+        // Handed over after the last push to the old ring: the recorder
+        // finds it only once the old ring is finished.
+        match self.buf.next.lock() {
+            Ok(mut next) => next.push_back(consumer),
+            Err(_) => return,
+        }
+        self.made_slots = self.made_slots.wrapping_add(slots);
+        self.ring = producer;
+    }
+
+    /// Builds and pushes the event when the queue is open and its ring has
+    /// room; `None` (with `make` left in place) sends the caller to the
+    /// general path.
     #[inline(always)]
     fn push_fast(&mut self, make: &mut Option<impl FnOnce() -> Event>) -> Option<()> {
         self.free_some_spent();
-        if self.overflowing
-            || self.ring.is_full()
+        if self.ring.is_full()
             || !self.bytes_under_bound()
             || self.buf.closed.load(Ordering::Relaxed)
         {
@@ -593,105 +621,84 @@ impl Local {
         if let Err(rtrb::PushError::Full(ev)) = self.ring.push(ev) {
             // Not reachable (checked above); never lose it silently.
             *make = None;
-            return self.push_overflow(ev).ok();
+            return self.push(ev).ok();
         }
         self.note_push();
         Some(())
     }
 
-    /// Pushes onto the ring, or onto the overflow vector when the ring is
-    /// full (or already overflowing); gives the event back when the queue is
-    /// full or closed.
+    /// Pushes onto the ring, moving on to a larger one when it is full;
+    /// gives the event back when the queue is full (its capacity or its
+    /// byte bound reached) or closed.
     fn push(&mut self, ev: Event) -> Result<(), Event> {
         self.free_some_spent();
-        if self.buf.closed.load(Ordering::Relaxed) {
+        if self.buf.closed.load(Ordering::Relaxed) || !self.bytes_under_bound() {
             return Err(ev);
         }
-        if !self.overflowing && self.bytes_under_bound() {
-            let bytes = ev.heap_bytes();
-            match self.ring.push(ev) {
-                Ok(()) => {
-                    self.pushed_bytes = self.pushed_bytes.wrapping_add(bytes);
-                    self.note_push();
-                    return Ok(());
-                }
-                Err(rtrb::PushError::Full(ev)) => return self.push_overflow(ev),
+        let bytes = ev.heap_bytes();
+        self.pushed_bytes = self.pushed_bytes.wrapping_add(bytes);
+        let ev = match self.ring.push(ev) {
+            Ok(()) => None,
+            Err(rtrb::PushError::Full(ev)) => Some(ev),
+        };
+        if let Some(ev) = ev {
+            let cap = self.ring.buffer().capacity();
+            let room = self.buf.capacity.saturating_sub(self.live_slots());
+            if room == 0 {
+                self.pushed_bytes = self.pushed_bytes.wrapping_sub(bytes);
+                return Err(ev);
+            }
+            self.move_to_new_ring(cap.saturating_mul(2).min(room));
+            if let Err(rtrb::PushError::Full(ev)) = self.ring.push(ev) {
+                // Not reachable: the new ring is empty.
+                self.pushed_bytes = self.pushed_bytes.wrapping_sub(bytes);
+                return Err(ev);
             }
         }
-        self.push_overflow(ev)
-    }
-
-    fn push_overflow(&mut self, ev: Event) -> Result<(), Event> {
-        let ring_bytes = self.ring_bytes();
-        let Local {
-            buf,
-            ring,
-            overflowing,
-            ..
-        } = self;
-        let Ok(mut p) = buf.overflow.lock() else {
-            return Err(ev);
-        };
-        if buf.closed.load(Ordering::Relaxed) {
-            return Err(ev);
-        }
-        if *overflowing && p.events.is_empty() && !ring.is_full() {
-            // The recorder has taken every overflow event: back to the ring.
-            *overflowing = false;
-            drop(p);
-            return self.push(ev);
-        }
-        let room = buf.capacity.saturating_sub(ring.buffer().capacity());
-        if p.events.len() >= room || p.bytes.saturating_add(ring_bytes) >= buf.max_bytes {
-            return Err(ev);
-        }
-        *overflowing = true;
-        p.bytes += ev.heap_bytes();
-        p.events.push(ev);
-        drop(p);
         self.note_push();
         Ok(())
     }
 }
 
 impl ThreadBuffer {
-    /// Events waiting in the ring and the overflow vector.
+    /// Events waiting in the thread's rings.
     fn queued(&self) -> usize {
         let ring = self.ring.lock().map_or(0, |r| r.slots());
-        ring + self.overflow.lock().map_or(0, |p| p.events.len())
+        ring + self
+            .next
+            .lock()
+            .map_or(0, |n| n.iter().map(rtrb::Consumer::slots).sum())
     }
 
-    /// Moves the ring's waiting events into `ring_into`, and swaps the
-    /// overflow vector with `over` (empty, with capacity kept from before):
-    /// the overflow can hold the whole queue capacity, and copying it would
-    /// cost the recorder more than materializing it.
-    fn take_all(&self, ring_into: &mut Vec<Event>, over: &mut Vec<Event>, close: bool) {
-        // The overflow's lock is held while the ring is read: the thread
-        // cannot move on to the overflow meanwhile, so no overflow event
-        // taken here is newer than a ring event left for the next drain
-        // (the ring frees its slots only when the read is done).
-        let Ok(mut p) = self.overflow.lock() else {
+    /// Moves every waiting event into `into`, oldest first: each ring is
+    /// emptied before the next, and a ring the thread has left is read once
+    /// more before it is dropped (the thread hands over the next ring only
+    /// after its last push to the old one).
+    fn take_all(&self, into: &mut Vec<Event>, close: bool) {
+        let Ok(mut ring) = self.ring.lock() else {
             return;
         };
         if close {
             self.closed.store(true, Ordering::Relaxed);
         }
-        if let Ok(mut ring) = self.ring.lock() {
-            let n = ring.slots();
-            if n > 0
-                && let Ok(chunk) = ring.read_chunk(n)
-            {
-                let mut bytes = 0usize;
-                ring_into.extend(chunk.into_iter().inspect(|ev| bytes += ev.heap_bytes()));
-                let total = self.consumed_bytes.load(Ordering::Relaxed);
-                self.consumed_bytes
-                    .store(total.wrapping_add(bytes), Ordering::Relaxed);
-            }
+        let mut bytes = 0usize;
+        loop {
+            read_ring(&mut ring, into, &mut bytes);
+            let next = match self.next.lock() {
+                Ok(mut n) => n.pop_front(),
+                Err(_) => None,
+            };
+            let Some(next) = next else {
+                break;
+            };
+            read_ring(&mut ring, into, &mut bytes);
+            let left = std::mem::replace(&mut *ring, next);
+            self.retired_slots
+                .fetch_add(left.buffer().capacity(), Ordering::Relaxed);
         }
-        if !p.events.is_empty() {
-            std::mem::swap(&mut p.events, over);
-        }
-        p.bytes = 0;
+        let total = self.consumed_bytes.load(Ordering::Relaxed);
+        self.consumed_bytes
+            .store(total.wrapping_add(bytes), Ordering::Relaxed);
     }
 
     /// The thread's side is gone (it exited) and nothing waits here.
@@ -704,7 +711,18 @@ impl ThreadBuffer {
                 std::sync::atomic::fence(Ordering::Acquire);
                 r.is_empty()
             }
-        }) && self.overflow.lock().is_ok_and(|p| p.events.is_empty())
+        }) && self.next.lock().is_ok_and(|n| n.is_empty())
+    }
+}
+
+/// Moves the events waiting in `ring` into `into`, adding their attribute
+/// bytes to `bytes`.
+fn read_ring(ring: &mut rtrb::Consumer<Event>, into: &mut Vec<Event>, bytes: &mut usize) {
+    let n = ring.slots();
+    if n > 0
+        && let Ok(chunk) = ring.read_chunk(n)
+    {
+        into.extend(chunk.into_iter().inspect(|ev| *bytes += ev.heap_bytes()));
     }
 }
 
@@ -761,10 +779,12 @@ impl Shared {
 
     /// A queue with a ring of `slots` (at most the capacity).
     fn register_with(&self, slots: usize) -> Local {
-        let (producer, consumer) = rtrb::RingBuffer::new(slots.min(self.capacity).max(1));
+        let slots = slots.min(self.capacity).max(1);
+        let (producer, consumer) = rtrb::RingBuffer::new(slots);
         let buf = Arc::new(ThreadBuffer {
             ring: Mutex::new(consumer),
-            overflow: Mutex::new(Pending::default()),
+            next: Mutex::new(VecDeque::new()),
+            retired_slots: AtomicUsize::new(0),
             consumed_bytes: AtomicUsize::new(0),
             spent: Mutex::new(Vec::new()),
             has_spent: AtomicBool::new(false),
@@ -783,9 +803,9 @@ impl Shared {
             generation: self.generation,
             buf,
             ring: producer,
+            made_slots: slots,
             pushed_bytes: 0,
             since_wake: 0,
-            overflowing: false,
             consumed_seen: 0,
             to_free: Vec::new(),
         }
@@ -1022,11 +1042,8 @@ struct Worker {
     batch: Vec<Record>,
     retry: Vec<Record>,
     spool: Option<Spool>,
-    /// An empty vector with capacity that a thread's ring is read into.
+    /// An empty vector with capacity that a thread's rings are read into.
     spare: Vec<Event>,
-    /// An empty vector with capacity, swapped with a thread's overflow
-    /// vector so that the thread does not reallocate.
-    spare_over: Vec<Event>,
     /// The current back-off after sink failures (zero: the sink works).
     backoff: Duration,
     /// While the sink is failing: no attempt before this instant; batches go
@@ -1132,20 +1149,16 @@ impl Worker {
         let mut gone = false;
         for buf in &buffers {
             let mut taken = std::mem::take(&mut self.spare);
-            let mut over = std::mem::take(&mut self.spare_over);
             // The thread exited before the take: once this drain is done,
             // nothing more can arrive.
             let exited = Arc::strong_count(buf) == 2;
-            buf.take_all(&mut taken, &mut over, close);
-            // The ring's events are older than the overflow's.
+            buf.take_all(&mut taken, close);
             self.settle(buf, &mut taken, exited);
-            self.settle(buf, &mut over, exited);
             gone |= exited;
             if exited && let Ok(mut spent) = buf.spent.lock() {
                 spent.clear();
             }
             self.spare = taken;
-            self.spare_over = over;
         }
         drop(buffers);
         if gone && let Ok(mut all) = self.shared.buffers.lock() {
@@ -1351,5 +1364,131 @@ impl Worker {
         }
         self.batch.clear();
         self.sink_worked();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(capacity: usize, wake_at: usize) -> (Shared, Receiver<Msg>) {
+        let (tx, rx) = bounded(1024);
+        let shared = Shared {
+            generation: 0,
+            control: tx.clone(),
+            buffers: Mutex::new(Vec::new()),
+            health: Arc::new(Health::default()),
+            policy: QueuePolicy::Drop,
+            capacity,
+            max_bytes: usize::MAX / 2,
+            wake_at,
+            waker: Arc::new(Waker {
+                control: tx,
+                pending: AtomicBool::new(false),
+            }),
+        };
+        (shared, rx)
+    }
+
+    /// A usage event numbered `n` (its id).
+    fn event(n: u64) -> Event {
+        Event::Usage(Box::new(crate::dispatch::UsageEvent {
+            id: uuid::Uuid::from_u128(u128::from(n)),
+            micros: 0,
+            frame: None,
+            usage: crate::Usage::llm("openai", "gpt-4o"),
+        }))
+    }
+
+    fn number(ev: &Event) -> u64 {
+        match ev {
+            Event::Usage(u) => u.id.as_u128() as u64,
+            _ => u64::MAX,
+        }
+    }
+
+    fn take(buf: &ThreadBuffer) -> Vec<u64> {
+        let mut v = Vec::new();
+        buf.take_all(&mut v, false);
+        v.iter().map(number).collect()
+    }
+
+    #[test]
+    fn a_full_ring_moves_on_to_larger_ones_up_to_the_capacity_in_order() {
+        let (shared, _rx) = shared(5_000, usize::MAX);
+        let mut local = shared.register();
+        // 1,024 + 2,048 + 1,928 slots: exactly the capacity.
+        for i in 0..5_000 {
+            assert!(local.push(event(i)).is_ok(), "event {i}");
+        }
+        assert_eq!(local.ring.buffer().capacity(), 1_928);
+        assert_eq!(local.buf.next.lock().unwrap().len(), 2);
+        assert_eq!(local.buf.queued(), 5_000);
+        // Past the capacity: given back, nothing else lost.
+        assert_eq!(local.push(event(5_000)).map_err(|e| number(&e)), Err(5_000));
+        // The recorder takes the rings oldest first, each emptied in full.
+        assert_eq!(take(&local.buf), (0..5_000).collect::<Vec<_>>());
+        assert_eq!(local.buf.queued(), 0);
+        assert!(local.buf.next.lock().unwrap().is_empty());
+        assert_eq!(local.live_slots(), 1_928);
+        // Room again: the current ring, then a new one within the capacity.
+        for i in 5_001..8_001 {
+            assert!(local.push(event(i)).is_ok(), "event {i}");
+        }
+        assert_eq!(local.live_slots(), 5_000);
+        assert_eq!(take(&local.buf), (5_001..8_001).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn events_pushed_while_the_recorder_takes_stay_in_order() {
+        // Enough ring changes for a take to race with a push many times.
+        const N: u64 = 1_000_000;
+        let (shared, _rx) = shared(50_000, usize::MAX);
+        let mut local = shared.register();
+        let buf = local.buf.clone();
+        let done = Arc::new(AtomicBool::new(false));
+        let pushed_all = done.clone();
+        let reader = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            loop {
+                let finished = pushed_all.load(Ordering::Acquire);
+                let got = take(&buf);
+                if finished && got.is_empty() {
+                    return seen;
+                }
+                seen.extend(got);
+                std::thread::yield_now();
+            }
+        });
+        let mut i = 0u64;
+        while i < N {
+            if local.push(event(i)).is_ok() {
+                i += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        done.store(true, Ordering::Release);
+        let seen = reader.join().unwrap();
+        assert_eq!(seen.len() as u64, N);
+        assert!(seen.iter().copied().eq(0..N), "out of order");
+    }
+
+    #[test]
+    fn a_large_ring_is_left_for_a_small_one_once_the_recorder_caught_up() {
+        let (shared, _rx) = shared(65_536, 100);
+        let mut local = shared.register();
+        for i in 0..10_000 {
+            assert!(local.push(event(i)).is_ok());
+        }
+        assert!(local.ring.buffer().capacity() > RING_SLOTS);
+        assert_eq!(take(&local.buf).len(), 10_000);
+        // The next wake-up check finds the large ring nearly empty.
+        for i in 10_000..10_200 {
+            assert!(local.push(event(i)).is_ok());
+        }
+        assert_eq!(local.ring.buffer().capacity(), RING_SLOTS);
+        assert_eq!(take(&local.buf), (10_000..10_200).collect::<Vec<_>>());
+        assert_eq!(local.live_slots(), RING_SLOTS);
     }
 }

@@ -47,8 +47,8 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations made by this thread in 500 calls of `f`, after warming the
 /// thread's pools and letting the recorder drain: 500 events fit in the
-/// thread's ring (past it, a burst grows the overflow vector, which is not
-/// the hot path).
+/// thread's ring (past it, a burst makes a larger ring, which is not the
+/// hot path).
 fn allocations_in(mut f: impl FnMut()) -> u64 {
     for _ in 0..100 {
         f();

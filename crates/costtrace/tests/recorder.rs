@@ -175,9 +175,9 @@ fn against_a_stuck_sink(
     drop(guard);
 }
 
-/// A thread's events pass through a ring of 1,024 slots and, past it, an
-/// overflow vector up to the queue capacity: all of them arrive, in the order
-/// they were recorded, and those past the capacity are counted as dropped.
+/// A thread's events pass through a ring of 1,024 slots and, past it, larger
+/// rings up to the queue capacity: all of them arrive, in the order they
+/// were recorded, and those past the capacity are counted as dropped.
 #[test]
 fn events_past_the_ring_overflow_in_order_up_to_the_capacity() {
     let _s = serial();
@@ -197,8 +197,8 @@ fn events_past_the_ring_overflow_in_order_up_to_the_capacity() {
     costtrace::flush().unwrap();
     let h = costtrace::health().unwrap();
     assert_eq!((h.written, h.dropped, h.queued), (3_000, 0, 0));
-    // The ring is free again: then the overflow, up to one below the
-    // capacity (nothing drains yet).
+    // The rings are free again: up to one below the capacity (nothing
+    // drains yet).
     record_tokens(3_000..7_999);
     let h = costtrace::health().unwrap();
     assert_eq!((h.queued, h.dropped), (4_999, 0));
@@ -208,7 +208,7 @@ fn events_past_the_ring_overflow_in_order_up_to_the_capacity() {
     costtrace::flush().unwrap();
     let h = costtrace::health().unwrap();
     assert_eq!(h.written + h.dropped, 9_000, "{h:?}");
-    // Back to the ring after the overflow was emptied.
+    // Still taken after the queue was emptied.
     record_tokens(9_000..9_010);
     drop(guard);
     let seen = written_tokens(&path);
@@ -222,7 +222,7 @@ fn events_past_the_ring_overflow_in_order_up_to_the_capacity() {
     );
 }
 
-/// While the recorder drains a thread's ring and overflow concurrently with
+/// While the recorder drains a thread's rings concurrently with
 /// the thread's pushes, the thread's records still arrive in the order they
 /// were made, and every one is either written or counted as dropped.
 #[test]
