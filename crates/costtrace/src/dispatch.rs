@@ -36,6 +36,9 @@ pub(crate) enum Event {
 /// event is written by the application thread and read by the recorder, so
 /// its size is cache traffic between cores.
 pub(crate) struct ScopeDone {
+    /// Nil for a scope that ended without a frame (nothing asked for its id
+    /// while it ran): the record gets a UUIDv7 of its start time when it is
+    /// made, on the recorder's thread.
     pub(crate) id: Uuid,
     pub(crate) started_micros: i64,
     pub(crate) duration_nanos: u64,

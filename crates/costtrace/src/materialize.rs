@@ -101,7 +101,13 @@ impl Materializer {
             })
             .collect();
         ScopeRecord {
-            id: d.id,
+            // A scope that ended without a frame gets its id here, off the
+            // application thread (nothing there could have asked for it).
+            id: if d.id.is_nil() {
+                crate::id::v7_at(d.started_micros)
+            } else {
+                d.id
+            },
             parent_id: d.parent_id(),
             name: d.name().to_owned(),
             attrs: attrs_with(d.parent.as_deref(), Some(d.attrs.text())),

@@ -394,7 +394,7 @@ pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
             let ev = make.take()?();
             if let Err(ev) = local.push(ev) {
                 local.buf.waker.wake();
-                drop_event(&local.buf.health);
+                local.buf.count_drop();
                 recycle(ev);
             }
             Some(())
@@ -462,6 +462,11 @@ struct ThreadBuffer {
     /// Attribute bytes of the events the recorder has taken (a running
     /// total; the thread keeps the total it pushed).
     consumed_bytes: AtomicUsize,
+    /// Events the thread dropped because its queue was full. Written only by
+    /// the thread (a load and a store: no locked instruction, where a shared
+    /// counter cost one per dropped event); summed by `health()` and added to
+    /// the shared count when the buffer is removed.
+    dropped: AtomicU64,
     spent: Mutex<Vec<Event>>,
     has_spent: AtomicBool,
     /// Set by the recorder's last drain: later pushes take the general path,
@@ -469,7 +474,6 @@ struct ThreadBuffer {
     closed: AtomicBool,
     /// Copied from the recorder so that the fast path needs nothing else.
     policy: QueuePolicy,
-    health: Arc<Health>,
     capacity: usize,
     max_bytes: usize,
     wake_at: usize,
@@ -661,6 +665,14 @@ impl Local {
 }
 
 impl ThreadBuffer {
+    /// Counts an event this buffer's own thread dropped. Only counts: see
+    /// [`drop_event`].
+    #[inline]
+    fn count_drop(&self) {
+        let n = self.dropped.load(Ordering::Relaxed);
+        self.dropped.store(n + 1, Ordering::Relaxed);
+    }
+
     /// Events waiting in the thread's rings.
     fn queued(&self) -> usize {
         let ring = self.ring.lock().map_or(0, |r| r.slots());
@@ -786,11 +798,11 @@ impl Shared {
             next: Mutex::new(VecDeque::new()),
             retired_slots: AtomicUsize::new(0),
             consumed_bytes: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
             spent: Mutex::new(Vec::new()),
             has_spent: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             policy: self.policy,
-            health: self.health.clone(),
             capacity: self.capacity,
             max_bytes: self.max_bytes,
             wake_at: self.wake_at,
@@ -847,6 +859,20 @@ impl Shared {
             Err(_) => return 0,
         };
         all.iter().map(|b| b.queued() as u64).sum()
+    }
+
+    /// Records dropped so far: the shared count and those the threads
+    /// counted on their own queues.
+    fn dropped(&self) -> u64 {
+        // Under the buffers' lock: a removed buffer's count moves to the
+        // shared one under it too, so it is counted once.
+        let all = self.buffers.lock();
+        let own = all.as_ref().map_or(0, |all| {
+            all.iter()
+                .map(|b| b.dropped.load(Ordering::Relaxed))
+                .sum::<u64>()
+        });
+        self.health.dropped.load(Ordering::Relaxed) + own
     }
 }
 
@@ -925,7 +951,7 @@ pub fn health() -> Option<RecorderHealth> {
     Some(RecorderHealth {
         queued: s.queued(),
         written: h.written.load(Ordering::Relaxed),
-        dropped: h.dropped.load(Ordering::Relaxed),
+        dropped: s.dropped(),
         failed_writes: h.failed_writes.load(Ordering::Relaxed),
         retry_pending: h.retry_pending.load(Ordering::Relaxed),
         spooled: h.spooled.load(Ordering::Relaxed),
@@ -1066,7 +1092,7 @@ impl Worker {
     /// time the total passes another 10,000, so that a flood of drops cannot
     /// flood the log.
     fn log_drops(&mut self) {
-        let n = self.health.dropped.load(Ordering::Relaxed);
+        let n = self.shared.dropped();
         if n > self.drops_logged
             && (self.drops_logged == 0 || n / 10_000 > self.drops_logged / 10_000)
         {
@@ -1162,7 +1188,16 @@ impl Worker {
         }
         drop(buffers);
         if gone && let Ok(mut all) = self.shared.buffers.lock() {
-            all.retain(|b| Arc::strong_count(b) > 1 || !b.abandoned_and_empty());
+            all.retain(|b| {
+                let keep = Arc::strong_count(b) > 1 || !b.abandoned_and_empty();
+                if !keep {
+                    // The thread is gone: its count moves to the shared one.
+                    self.health
+                        .dropped
+                        .fetch_add(b.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                keep
+            });
         }
         self.log_drops();
     }

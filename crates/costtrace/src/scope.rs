@@ -186,8 +186,9 @@ fn finish_pending(p: &mut context::Pending, parent: Option<&FrameRef>) {
     }
     let inherited = parent.map_or(PricingTier::Standard, |f| f.tier);
     let tier = p.tier.unwrap_or(inherited);
-    let id = id::v7_at(s.started_micros);
-    let event = done_event(s, id, attrs, tier, parent.cloned(), duration);
+    // No id yet: nothing asked for it while the scope ran, so it is drawn
+    // where the record is made (see `ScopeDone::id`).
+    let event = done_event(s, Uuid::nil(), attrs, tier, parent.cloned(), duration);
     dispatch::send_with(d, event);
 }
 
