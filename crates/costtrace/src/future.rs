@@ -311,39 +311,42 @@ impl<F: Future, C: FnOnce(&F::Output) -> Option<String>> Future for __Scoped<F, 
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        match std::mem::replace(this.state, ScopedState::Done) {
-            ScopedState::Unstarted(b) => {
-                // A panic in the poll drops the guard while unwinding, which
-                // records the scope as panicked.
-                let guard = b.enter();
-                match this.inner.poll(cx) {
-                    Poll::Ready(out) => {
-                        if let Some(e) = this.error_of.take().and_then(|e| e(&out)) {
-                            guard.fail(e);
-                        }
-                        drop(guard);
-                        Poll::Ready(out)
-                    }
-                    Poll::Pending => {
-                        *this.state = ScopedState::Parked(guard.park());
-                        Poll::Pending
-                    }
-                }
-            }
-            ScopedState::Parked(active) => match poll_in_scope(this.inner, &active, cx) {
+        if let ScopedState::Unstarted(b) = this.state {
+            // Entered from where it is (moving the builder out first cost
+            // two copies of it).
+            let guard = b.enter_from();
+            *this.state = ScopedState::Done;
+            // A panic in the poll drops the guard while unwinding, which
+            // records the scope as panicked.
+            return match this.inner.poll(cx) {
                 Poll::Ready(out) => {
-                    let error = this.error_of.take().and_then(|e| e(&out));
-                    active.complete_with(error);
+                    if let Some(e) = this.error_of.take().and_then(|e| e(&out)) {
+                        guard.fail(e);
+                    }
+                    drop(guard);
                     Poll::Ready(out)
                 }
                 Poll::Pending => {
-                    *this.state = ScopedState::Parked(active);
+                    *this.state = ScopedState::Parked(guard.park());
                     Poll::Pending
                 }
-            },
+            };
+        }
+        let ScopedState::Parked(active) = std::mem::replace(this.state, ScopedState::Done) else {
             // Polled again after completing: the body answers as it does
             // (an `async` block panics).
-            ScopedState::Done => this.inner.poll(cx),
+            return this.inner.poll(cx);
+        };
+        match poll_in_scope(this.inner, &active, cx) {
+            Poll::Ready(out) => {
+                let error = this.error_of.take().and_then(|e| e(&out));
+                active.complete_with(error);
+                Poll::Ready(out)
+            }
+            Poll::Pending => {
+                *this.state = ScopedState::Parked(active);
+                Poll::Pending
+            }
         }
     }
 }

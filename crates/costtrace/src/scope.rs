@@ -445,17 +445,27 @@ impl ScopeBuilder {
     /// Starts the scope and makes it current until the guard drops; the scope
     /// is recorded then, also when unwinding from a panic.
     pub fn enter(mut self) -> ScopeGuard {
+        self.enter_from()
+    }
+
+    /// [`enter`](ScopeBuilder::enter) for a builder kept in place (by a
+    /// future, which enters it in its first poll): its parts are moved out
+    /// field by field, leaving it empty, instead of moving it as a whole
+    /// first.
+    #[inline(always)]
+    pub(crate) fn enter_from(&mut self) -> ScopeGuard {
         // The thread-local owns the scope while it is current (as plain data
         // until something needs its context); the guard keeps it only when
         // there is no thread-local (teardown).
-        if let Some(restore) = context::enter_pending(&mut self, ScopeBuilder::fill) {
+        if let Some(restore) = context::enter_pending(self, ScopeBuilder::fill) {
             return ScopeGuard {
                 restore,
                 own: None,
                 _not_send: PhantomData,
             };
         }
-        let (attrs, data, tier) = self.into_parts();
+        let taken = std::mem::replace(self, scope(""));
+        let (attrs, data, tier) = taken.into_parts();
         ScopeGuard {
             restore: context::Restore::none(),
             own: Some(context::new_frame(Frame::child(
