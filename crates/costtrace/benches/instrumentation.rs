@@ -201,6 +201,13 @@ fn caller_unsaturated(c: &mut Criterion) {
             })
         })
     });
+    g.bench_function("tracked_async_call", |b| {
+        b.iter_custom(|iters| {
+            bursts(iters, || {
+                black_box(poll_once(tracked_async(black_box("job-123"))));
+            })
+        })
+    });
     g.bench_function("record", |b| {
         let _s = scope("op").attr("job_id", "job-123").enter();
         b.iter_custom(|iters| {
