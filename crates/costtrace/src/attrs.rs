@@ -187,7 +187,7 @@ impl fmt::Debug for AttrBuf {
     }
 }
 
-/// `value` itself when it is text (`str`, `String`, or a reference to one),
+/// `value` itself when it is text (`&str`, `String`, `&String` or `&&str`),
 /// so that it is copied without going through `core::fmt`, which costs
 /// several times the copy (`write!` walks its format string's pieces and
 /// calls `Display::fmt` and `Formatter::pad` through function pointers).

@@ -715,6 +715,23 @@ fn take_waiting(cur: &mut Current, id: u64) -> Option<Context> {
     cur.orphans.remove(&id)
 }
 
+/// Runs `f` on guard `id`'s scope while it is still pending; `None` (and
+/// `f` not run) when it has a frame or is not this thread's. For marking a
+/// scope failed without giving it a frame.
+pub(crate) fn with_pending<R>(id: u64, f: impl FnOnce(&ScopeData) -> R) -> Option<R> {
+    if id == 0 {
+        return None;
+    }
+    CURRENT
+        .try_with(|c| {
+            let cur = c.try_borrow().ok()?;
+            let p = &cur.pending;
+            (p.live && p.id == id).then(|| f(&p.data))
+        })
+        .ok()
+        .flatten()
+}
+
 /// A clone of guard `id`'s context, wherever it waits.
 pub(crate) fn guard_context(id: u64) -> Option<Context> {
     if id == 0 {

@@ -427,6 +427,9 @@ static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 /// ring, up to the configured queue capacity in all (see [`ThreadBuffer`]).
 const RING_SLOTS: usize = 1024;
 
+/// See [`Local::queued`].
+const CALM_CHECKS: u8 = 4;
+
 /// The recorder's side of one thread's queue.
 ///
 /// Events travel through single-producer rings (`rtrb`): a push is a plain
@@ -493,6 +496,8 @@ struct Local {
     pushed_bytes: usize,
     /// Events pushed since the recorder was last woken.
     since_wake: usize,
+    /// Consecutive wake-up checks that found a larger ring nearly empty.
+    calm_checks: u8,
     /// The recorder's consumed-bytes total when last read.
     consumed_seen: usize,
     /// Spent events taken back from the recorder, freed two per push (see
@@ -572,15 +577,23 @@ impl Local {
     /// At most the events waiting in this thread's queue: those in its ring,
     /// plus the slots of the rings it left that the recorder has not emptied
     /// yet (an upper bound, read without a lock). Goes back to a ring of
-    /// [`RING_SLOTS`] when a larger one is nearly empty: the recorder has
-    /// caught up.
+    /// [`RING_SLOTS`] when a larger one was found nearly empty at
+    /// [`CALM_CHECKS`] checks in a row: the recorder has caught up (and a
+    /// backlog hovering around the small ring's size does not make a new
+    /// ring at every check).
     #[cold]
     fn queued(&mut self) -> usize {
         let cap = self.ring.buffer().capacity();
         let in_ring = cap - self.ring.slots();
         let left = self.live_slots().saturating_sub(cap);
         if cap > RING_SLOTS && left == 0 && in_ring < RING_SLOTS / 4 {
-            self.move_to_new_ring(RING_SLOTS);
+            self.calm_checks += 1;
+            if self.calm_checks >= CALM_CHECKS {
+                self.calm_checks = 0;
+                self.move_to_new_ring(RING_SLOTS);
+            }
+        } else {
+            self.calm_checks = 0;
         }
         in_ring + left
     }
@@ -621,12 +634,17 @@ impl Local {
             return None;
         }
         let ev = make.take()?();
-        self.pushed_bytes = self.pushed_bytes.wrapping_add(ev.heap_bytes());
+        let bytes = ev.heap_bytes();
         if let Err(rtrb::PushError::Full(ev)) = self.ring.push(ev) {
-            // Not reachable (checked above); never lose it silently.
-            *make = None;
-            return self.push(ev).ok();
+            // Not reachable (checked above, and this thread is the only
+            // producer); never lose it silently.
+            if let Err(ev) = self.push(ev) {
+                self.buf.count_drop();
+                recycle(ev);
+            }
+            return Some(());
         }
+        self.pushed_bytes = self.pushed_bytes.wrapping_add(bytes);
         self.note_push();
         Some(())
     }
@@ -818,6 +836,7 @@ impl Shared {
             made_slots: slots,
             pushed_bytes: 0,
             since_wake: 0,
+            calm_checks: 0,
             consumed_seen: 0,
             to_free: Vec::new(),
         }
@@ -1516,14 +1535,31 @@ mod tests {
         for i in 0..10_000 {
             assert!(local.push(event(i)).is_ok());
         }
-        assert!(local.ring.buffer().capacity() > RING_SLOTS);
+        let large = local.ring.buffer().capacity();
+        assert!(large > RING_SLOTS);
         assert_eq!(take(&local.buf).len(), 10_000);
-        // The next wake-up check finds the large ring nearly empty.
-        for i in 10_000..10_200 {
+        // Wake-up checks (every 100 pushes) find the large ring nearly
+        // empty; it is left only after several in a row.
+        let mut next = 10_000;
+        for round in 1..=u64::from(CALM_CHECKS) {
+            for _ in 0..100 {
+                assert!(local.push(event(next)).is_ok());
+                next += 1;
+            }
+            let expected = if round < u64::from(CALM_CHECKS) {
+                large
+            } else {
+                RING_SLOTS
+            };
+            assert_eq!(local.ring.buffer().capacity(), expected, "round {round}");
+            assert_eq!(take(&local.buf).len(), 100);
+        }
+        assert_eq!(local.live_slots(), RING_SLOTS);
+        // A busy check in between starts the count again.
+        for i in next..next + 3_000 {
             assert!(local.push(event(i)).is_ok());
         }
-        assert_eq!(local.ring.buffer().capacity(), RING_SLOTS);
-        assert_eq!(take(&local.buf), (10_000..10_200).collect::<Vec<_>>());
-        assert_eq!(local.live_slots(), RING_SLOTS);
+        assert!(local.ring.buffer().capacity() > RING_SLOTS);
+        assert_eq!(take(&local.buf).len(), 3_000);
     }
 }

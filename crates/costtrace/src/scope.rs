@@ -732,8 +732,20 @@ impl ScopeGuard {
 
     /// Marks the scope failed with `message`.
     pub fn fail(&self, message: impl fmt::Display) {
-        if let Some(h) = self.handle_opt() {
-            h.fail(message);
+        // Formatted before the thread's state is borrowed (a `Display` may
+        // read the context).
+        let mut message = Some(message.to_string());
+        if self.own.is_none()
+            && context::with_pending(self.restore.id(), |d| {
+                d.set_error_if_none(|| message.take().unwrap_or_default());
+            })
+            .is_some()
+        {
+            // Still pending: marked without building its frame.
+            return;
+        }
+        if let (Some(h), Some(m)) = (self.handle_opt(), message) {
+            h.fail(m);
         }
     }
 

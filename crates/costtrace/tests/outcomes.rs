@@ -63,6 +63,20 @@ fn explicit_fail_marks_the_scope() {
     let s = cap.scope("risky_operation").unwrap();
     assert!(s.error_occurred);
     assert_eq!(s.error_message.as_deref(), Some("upstream returned 503"));
+
+    // Marked while the scope has no frame yet, then given one (a nested
+    // scope and a context read): the first message still wins.
+    {
+        let g = scope("marked_then_nested").enter();
+        g.fail("first");
+        assert!(costtrace::current().scope_id().is_some());
+        let _inner = scope("inner").enter();
+        g.fail("later");
+    }
+    let s = cap.scope("marked_then_nested").unwrap();
+    assert_eq!(s.error_message.as_deref(), Some("first"));
+    assert!(!cap.scope("inner").unwrap().error_occurred);
+    assert_eq!(cap.scope("inner").unwrap().parent_id, Some(s.id));
 }
 
 #[test]
