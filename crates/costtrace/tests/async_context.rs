@@ -61,6 +61,60 @@ fn ten_thousand_interleaved_tasks_never_see_each_other() {
     });
 }
 
+/// A `#[tracked]` async fn: some calls complete in their first poll (their
+/// scope ends from the thread's pending slot), the others wait and resume on
+/// whichever worker picks them up.
+#[costtrace::tracked]
+async fn tracked_task(task_id: u64) -> Option<String> {
+    if !task_id.is_multiple_of(3) {
+        for _ in 0..2 {
+            assert_eq!(current().get("task_id"), Some(task_id.to_string().as_str()));
+            if task_id.is_multiple_of(5) {
+                tokio::time::sleep(Duration::from_micros(50)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    costtrace::record(Usage::service("transformer").units("chunks", task_id));
+    current().get("task_id").map(String::from)
+}
+
+#[test]
+fn ten_thousand_tracked_async_calls_never_see_each_other() {
+    rt().block_on(async {
+        let cap = capture();
+        let parent = scope("batch").enter();
+        let batch_id = parent.id();
+        let handles: Vec<_> = (0..10_000u64)
+            .map(|i| costtrace::spawn(tracked_task(i)))
+            .collect();
+        drop(parent);
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.await.unwrap(), Some(i.to_string()));
+        }
+        let scopes = cap.scopes();
+        let tasks: std::collections::HashMap<_, _> = scopes
+            .iter()
+            .filter(|s| s.name == "tracked_task")
+            .map(|s| (s.id, s))
+            .collect();
+        assert_eq!(tasks.len(), 10_000);
+        assert!(
+            tasks
+                .values()
+                .all(|s| s.parent_id == Some(batch_id) && !s.error_occurred)
+        );
+        let usages = cap.usages();
+        assert_eq!(usages.len(), 10_000);
+        for u in usages {
+            let s = tasks[&u.scope_id.unwrap()];
+            assert_eq!(s.attrs["task_id"], u.units["chunks"].to_string());
+            assert_eq!(u.attrs["task_id"], u.units["chunks"].to_string());
+        }
+    });
+}
+
 #[test]
 fn spawn_carries_context_and_bare_tokio_spawn_does_not() {
     rt().block_on(async {
