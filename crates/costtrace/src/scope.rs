@@ -749,15 +749,6 @@ impl ScopeGuard {
         }
     }
 
-    /// Time since the scope started.
-    pub fn elapsed(&self) -> Duration {
-        self.handle_opt()
-            .and_then(|h| h.data().map(|d| d.start.elapsed()))
-            .unwrap_or(Duration::ZERO)
-    }
-}
-
-impl ScopeGuard {
     /// Hands the scope over to a future that has to wait, at the end of the
     /// poll that entered it: the thread's context is restored as at the end
     /// of any poll, and the returned scope is recorded when completed (or
@@ -770,6 +761,13 @@ impl ScopeGuard {
         ActiveScope {
             handle: frame.map(|frame| ScopeHandle { frame }),
         }
+    }
+
+    /// Time since the scope started.
+    pub fn elapsed(&self) -> Duration {
+        self.handle_opt()
+            .and_then(|h| h.data().map(|d| d.start.elapsed()))
+            .unwrap_or(Duration::ZERO)
     }
 }
 
