@@ -181,18 +181,26 @@ pub(crate) fn enabled(local: Option<&Arc<dyn Dispatch>>) -> bool {
 /// Like [`send`], but builds the event only where it is stored: an event is
 /// ~150 bytes, and passing it by value through the layers below copied it
 /// about ten times.
+///
+/// `bytes` is what [`Event::heap_bytes`] will answer for the event, given
+/// beforehand so that the queue does not read the event back after writing
+/// it.
 #[inline(always)]
-pub(crate) fn send_with(local: Option<&Arc<dyn Dispatch>>, make: impl FnOnce() -> Event) {
+pub(crate) fn send_with(
+    local: Option<&Arc<dyn Dispatch>>,
+    bytes: usize,
+    make: impl FnOnce() -> Event,
+) {
     match local {
         Some(d) => d.dispatch(make()),
-        None => recorder::dispatch_global_with(make),
+        None => recorder::dispatch_global_with(bytes, make),
     }
 }
 
 /// Sends an event built already (small ones: usage and request records are
 /// boxed), through the same lock-free fast path as [`send_with`].
 pub(crate) fn send(local: Option<&Arc<dyn Dispatch>>, ev: Event) {
-    send_with(local, move || ev);
+    send_with(local, ev.heap_bytes(), move || ev);
 }
 
 #[cfg(test)]

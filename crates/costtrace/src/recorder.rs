@@ -9,7 +9,7 @@
 //! every record it drops is counted, logged and readable from [`health`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -372,7 +372,7 @@ pub(crate) fn dispatch_global(ev: Event) {
 
 /// [`dispatch_global`] for an event built where it is stored.
 #[inline(always)]
-pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
+pub(crate) fn dispatch_global_with(bytes: usize, make: impl FnOnce() -> Event) {
     // Fast path: this thread already has a ring with the running recorder,
     // so neither the global lock nor a reference count is touched.
     let mut make = Some(make);
@@ -383,21 +383,7 @@ pub(crate) fn dispatch_global_with(make: impl FnOnce() -> Event) {
             if local.generation != ACTIVE_GENERATION.load(Ordering::Acquire) {
                 return None;
             }
-            if local.push_fast(&mut make).is_some() {
-                return Some(());
-            }
-            // The ring is full (or the bound reached): under the drop policy
-            // that is settled here, without the global lock.
-            if local.buf.policy != QueuePolicy::Drop || local.buf.closed.load(Ordering::Relaxed) {
-                return None;
-            }
-            let ev = make.take()?();
-            if let Err(ev) = local.push(ev) {
-                local.buf.waker.wake();
-                local.buf.count_drop();
-                recycle(ev);
-            }
-            Some(())
+            local.offer(bytes, &mut make)
         })
         .ok()
         .flatten();
@@ -465,6 +451,10 @@ struct ThreadBuffer {
     /// Attribute bytes of the events the recorder has taken (a running
     /// total; the thread keeps the total it pushed).
     consumed_bytes: AtomicUsize,
+    /// How many times the recorder has taken from this queue (wrapping;
+    /// written only by the recorder, under `ring`'s lock): room appears
+    /// only then (see [`Local::full_since`]).
+    takes: AtomicU32,
     /// Events the thread dropped because its queue was full. Written only by
     /// the thread (a load and a store: no locked instruction, where a shared
     /// counter cost one per dropped event); summed by `health()` and added to
@@ -498,6 +488,14 @@ struct Local {
     since_wake: usize,
     /// Consecutive wake-up checks that found a larger ring nearly empty.
     calm_checks: u8,
+    /// Set when the queue was found full under [`QueuePolicy::Drop`]: the
+    /// recorder's [`ThreadBuffer::takes`] then. Until that count changes,
+    /// later events are dropped (and counted) at once, without reading the
+    /// ring's head and the recorder's totals: those are lines the recorder
+    /// keeps writing while it catches up, so each look was a cache miss,
+    /// and an overloaded thread now sheds load for the cost of one read of
+    /// a line written once per take.
+    full_since: Option<u32>,
     /// The recorder's consumed-bytes total when last read.
     consumed_seen: usize,
     /// Spent events taken back from the recorder, freed two per push (see
@@ -621,11 +619,49 @@ impl Local {
         self.ring = producer;
     }
 
-    /// Builds and pushes the event when the queue is open and its ring has
-    /// room; `None` (with `make` left in place) sends the caller to the
+    /// The fast path of [`dispatch_global_with`]: pushes the event, or
+    /// under [`QueuePolicy::Drop`] drops it (counted) when the queue is
+    /// full. `None` (with `make` left in place) sends the caller to the
     /// general path.
     #[inline(always)]
-    fn push_fast(&mut self, make: &mut Option<impl FnOnce() -> Event>) -> Option<()> {
+    fn offer(&mut self, bytes: usize, make: &mut Option<impl FnOnce() -> Event>) -> Option<()> {
+        if let Some(takes) = self.full_since {
+            if self.buf.takes.load(Ordering::Acquire) == takes {
+                // Still full: the recorder has not taken from this queue
+                // since it was found full, and nothing else frees room.
+                let ev = make.take()?();
+                self.buf.count_drop();
+                recycle(ev);
+                return Some(());
+            }
+            self.full_since = None;
+        }
+        if self.push_fast(bytes, make).is_some() {
+            return Some(());
+        }
+        // The ring is full (or the bound reached): under the drop policy
+        // that is settled here, without the global lock.
+        if self.buf.policy != QueuePolicy::Drop || self.buf.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let ev = make.take()?();
+        // Read before the push: a take after it makes the next event look
+        // again.
+        let takes = self.buf.takes.load(Ordering::Acquire);
+        if let Err(ev) = self.push(ev) {
+            self.buf.waker.wake();
+            self.buf.count_drop();
+            self.full_since = Some(takes);
+            recycle(ev);
+        }
+        Some(())
+    }
+
+    /// Builds and pushes the event (whose [`Event::heap_bytes`] are
+    /// `bytes`) when the queue is open and its ring has room; `None` (with
+    /// `make` left in place) sends the caller to the general path.
+    #[inline(always)]
+    fn push_fast(&mut self, bytes: usize, make: &mut Option<impl FnOnce() -> Event>) -> Option<()> {
         self.free_some_spent();
         if self.ring.is_full()
             || !self.bytes_under_bound()
@@ -634,7 +670,6 @@ impl Local {
             return None;
         }
         let ev = make.take()?();
-        let bytes = ev.heap_bytes();
         if let Err(rtrb::PushError::Full(ev)) = self.ring.push(ev) {
             // Not reachable (checked above, and this thread is the only
             // producer); never lose it silently.
@@ -729,6 +764,9 @@ impl ThreadBuffer {
         let total = self.consumed_bytes.load(Ordering::Relaxed);
         self.consumed_bytes
             .store(total.wrapping_add(bytes), Ordering::Relaxed);
+        // After the room is made: a thread that sees the new count finds it.
+        let takes = self.takes.load(Ordering::Relaxed);
+        self.takes.store(takes.wrapping_add(1), Ordering::Release);
     }
 
     /// The thread's side is gone (it exited) and nothing waits here.
@@ -816,6 +854,7 @@ impl Shared {
             next: Mutex::new(VecDeque::new()),
             retired_slots: AtomicUsize::new(0),
             consumed_bytes: AtomicUsize::new(0),
+            takes: AtomicU32::new(0),
             dropped: AtomicU64::new(0),
             spent: Mutex::new(Vec::new()),
             has_spent: AtomicBool::new(false),
@@ -837,6 +876,7 @@ impl Shared {
             pushed_bytes: 0,
             since_wake: 0,
             calm_checks: 0,
+            full_since: None,
             consumed_seen: 0,
             to_free: Vec::new(),
         }
@@ -1526,6 +1566,35 @@ mod tests {
         let seen = reader.join().unwrap();
         assert_eq!(seen.len() as u64, N);
         assert!(seen.iter().copied().eq(0..N), "out of order");
+    }
+
+    #[test]
+    fn a_full_queue_drops_without_looking_until_the_recorder_takes() {
+        let (shared, _rx) = shared(1_024, usize::MAX);
+        let mut local = shared.register();
+        let offer = |local: &mut Local, i: u64| {
+            local
+                .offer(0, &mut Some(move || event(i)))
+                .expect("settled on the fast path");
+        };
+        let dropped = |local: &Local| local.buf.dropped.load(Ordering::Relaxed);
+        for i in 0..1_024 {
+            offer(&mut local, i);
+        }
+        assert_eq!(dropped(&local), 0);
+        // Full: dropped and counted, and so is everything after it until
+        // the recorder takes.
+        for i in 1_024..1_100 {
+            offer(&mut local, i);
+        }
+        assert_eq!(dropped(&local), 76);
+        assert_eq!(local.full_since, Some(0));
+        assert_eq!(take(&local.buf), (0..1_024).collect::<Vec<_>>());
+        // Taken: the next event looks again and finds room.
+        offer(&mut local, 2_000);
+        assert_eq!(local.full_since, None);
+        assert_eq!(take(&local.buf), [2_000]);
+        assert_eq!(dropped(&local), 76);
     }
 
     #[test]

@@ -149,11 +149,11 @@ pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
             return;
         }
         let attrs = std::mem::take(&mut f.attrs);
-        let event = done_event(s, s.id, attrs, f.tier, f.parent.take(), duration);
+        let (bytes, event) = done_event(s, s.id, attrs, f.tier, f.parent.take(), duration);
         let d = f.dispatch.take();
         f.scope = None;
         context::pool_frame(frame);
-        dispatch::send_with(d.as_ref(), event);
+        dispatch::send_with(d.as_ref(), bytes, event);
         return;
     }
     let Some(s) = frame.scope.as_ref() else {
@@ -188,13 +188,14 @@ fn finish_pending(p: &mut context::Pending, parent: Option<&FrameRef>) {
     let tier = p.tier.unwrap_or(inherited);
     // No id yet: nothing asked for it while the scope ran, so it is drawn
     // where the record is made (see `ScopeDone::id`).
-    let event = done_event(s, Uuid::nil(), attrs, tier, parent.cloned(), duration);
-    dispatch::send_with(d, event);
+    let (bytes, event) = done_event(s, Uuid::nil(), attrs, tier, parent.cloned(), duration);
+    dispatch::send_with(d, bytes, event);
 }
 
-/// Takes an ended scope's parts out of `s` and `attrs` and answers what
-/// builds its event (built where the queue stores it). `id` is the scope's
-/// id, `tier` its effective tier, `parent` the context it ran in.
+/// Takes an ended scope's parts out of `s` and `attrs` and answers the
+/// event's [`Event::heap_bytes`] and what builds it (built where the queue
+/// stores it). `id` is the scope's id, `tier` its effective tier, `parent`
+/// the context it ran in.
 #[inline(always)]
 fn done_event(
     s: &mut ScopeData,
@@ -203,7 +204,7 @@ fn done_event(
     tier: PricingTier,
     parent: Option<FrameRef>,
     duration: Duration,
-) -> impl FnOnce() -> Event + use<> {
+) -> (usize, impl FnOnce() -> Event + use<>) {
     let started_micros = s.started_micros;
     let item_count = s.item_count;
     let outcome = s.outcome.take();
@@ -232,7 +233,8 @@ fn done_event(
             None
         };
     let duration_nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-    move || {
+    let bytes = attrs.capacity();
+    (bytes, move || {
         Event::ScopeDone(ScopeDone {
             id,
             started_micros,
@@ -242,7 +244,7 @@ fn done_event(
             parent,
             rare,
         })
-    }
+    })
 }
 
 /// Starts describing a scope. Add attributes, then [`enter`](ScopeBuilder::enter)

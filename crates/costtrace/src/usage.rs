@@ -351,7 +351,7 @@ pub fn record(usage: Usage) -> Uuid {
     // Built where it is stored: an `Event` made here and passed on was
     // copied with wide loads over the narrow stores that had just written it
     // (a store-forwarding stall, 80 % of `send`'s samples in `perf`).
-    dispatch::send_with(d.as_ref(), move || Event::Usage(ev));
+    dispatch::send_with(d.as_ref(), 0, move || Event::Usage(ev));
     id
 }
 
