@@ -8,7 +8,11 @@
 //! ```text
 //! cargo bench -p costtrace-gateway --bench gateway_latency
 //! GATEWAY_BENCH_SECS=10 GATEWAY_BENCH_RATES=1000,5000 cargo bench -p costtrace-gateway --bench gateway_latency
+//! GATEWAY_BENCH_PIN=1 cargo bench -p costtrace-gateway --bench gateway_latency
 //! ```
+//!
+//! `GATEWAY_BENCH_PIN=1` puts the gateway and its recorder on a CPU of their
+//! own (see `pin_threads`).
 //!
 //! The mock, the gateway and the load generator each run on their own
 //! runtime (the mock on one thread, the gateway as `costtrace gateway` runs
@@ -100,6 +104,41 @@ fn thread_cpu_micros(prefix: &str) -> u64 {
             .unwrap_or(0);
     }
     nanos / 1000
+}
+
+/// With `GATEWAY_BENCH_PIN=1`: the gateway's threads and its recorder on
+/// the last CPU, everything else (load generator, pacer, mock provider) on
+/// the others, so that the gateway under test does not share a CPU with
+/// the load that measures it. Uses `taskset` (util-linux) on each thread.
+fn pin_threads() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        println!("GATEWAY_BENCH_PIN: only one CPU, nothing pinned");
+        return;
+    }
+    let gateway_cpu = (cpus - 1).to_string();
+    let others = if cpus == 2 {
+        "0".to_owned()
+    } else {
+        format!("0-{}", cpus - 2)
+    };
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let cpu = if comm.starts_with("bench-gateway") || comm.starts_with("costtrace-recor") {
+            &gateway_cpu
+        } else {
+            &others
+        };
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let status = std::process::Command::new("taskset")
+            .args(["-p", "-c", cpu, &tid])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("taskset (util-linux) runs");
+        assert!(status.success(), "taskset -p -c {cpu} {tid} failed");
+        println!("pinned {} (thread {tid}) to CPU {cpu}", comm.trim());
+    }
 }
 
 #[derive(Default)]
@@ -427,7 +466,12 @@ fn main() {
     // The pacing thread sends; its CPU counts as the generator's.
     let pacer = std::thread::Builder::new()
         .name("bench-pacer".to_owned())
-        .spawn(move || measure(&generator, mock, gateway, secs, &rates, &recorder))
+        .spawn(move || {
+            if env_or("GATEWAY_BENCH_PIN", "0") == "1" {
+                pin_threads();
+            }
+            measure(&generator, mock, gateway, secs, &rates, &recorder)
+        })
         .unwrap();
     pacer.join().unwrap();
 }
