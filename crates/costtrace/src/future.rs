@@ -309,6 +309,7 @@ impl<F, C> std::fmt::Debug for __Scoped<F, C> {
 impl<F: Future, C: FnOnce(&F::Output) -> Option<String>> Future for __Scoped<F, C> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         if let ScopedState::Unstarted(b) = this.state {
