@@ -19,8 +19,9 @@ use std::ops::Range;
 pub(crate) const POOLED_MAX_CAPACITY: usize = 1024;
 
 /// One larger buffer, up to this size, is kept per thread (see
-/// `context::large_attr_buffer`).
-pub(crate) const LARGE_MAX_CAPACITY: usize = 256 * 1024;
+/// `context::large_attr_buffer`): enough for ~3,500 short attributes, and
+/// at most 64 KiB held by each thread that ever built a scope that large.
+pub(crate) const LARGE_MAX_CAPACITY: usize = 64 * 1024;
 
 #[derive(Default)]
 pub(crate) struct AttrBuf {
