@@ -111,17 +111,30 @@ fn thread_cpu_micros(prefix: &str) -> u64 {
 /// the others, so that the gateway under test does not share a CPU with
 /// the load that measures it. Uses `taskset` (util-linux) on each thread.
 fn pin_threads() {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus < 2 {
-        println!("GATEWAY_BENCH_PIN: only one CPU, nothing pinned");
-        return;
+    // The CPUs this process may use (`Cpus_allowed_list`: "0-3", "0,2-5").
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or("")
+        .trim();
+    let mut cpus: Vec<u32> = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
     }
-    let gateway_cpu = (cpus - 1).to_string();
-    let others = if cpus == 2 {
-        "0".to_owned()
-    } else {
-        format!("0-{}", cpus - 2)
+    let Some((gateway_cpu, rest)) = cpus.split_last().filter(|(_, rest)| !rest.is_empty()) else {
+        println!("GATEWAY_BENCH_PIN: fewer than two CPUs allowed ({list:?}), nothing pinned");
+        return;
     };
+    let gateway_cpu = gateway_cpu.to_string();
+    let others = rest
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let tasks = std::fs::read_dir("/proc/self/task").unwrap();
     for t in tasks.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();

@@ -83,7 +83,7 @@ impl AttrBuf {
     #[inline(never)]
     fn grow(&mut self, additional: usize) {
         let need = self.text.len().saturating_add(additional);
-        if need > POOLED_MAX_CAPACITY / 2
+        if need > POOLED_MAX_CAPACITY
             && let Some(mut large) = crate::context::large_attr_buffer(need)
         {
             large.push_str(&self.text);
@@ -129,7 +129,10 @@ impl AttrBuf {
             // The common case: no cut, one byte per length, one capacity
             // check.
             self.reserve_bytes(key.len() + value.len() + 2);
-            append_short(&mut self.text, key, value);
+            if append_short(&mut self.text, key, value) {
+                return;
+            }
+            self.push_str_long(key, value);
         } else {
             self.push_str_long(key, value);
         }
@@ -214,18 +217,24 @@ impl fmt::Debug for AttrBuf {
     }
 }
 
-/// Appends `key`, `value` and their lengths (each below 0x80, so one byte)
-/// to `text`. Short copies are made inline: through `String::push_str` each
-/// is a call of libc's `memmove`, and those calls were a quarter of the
-/// time to build a scope of 1,000 short attributes.
+/// Appends `key`, `value` and their lengths (each as one byte) to `text`
+/// when both are shorter than 0x80 bytes; `false`, with nothing appended,
+/// when one is not. Short copies are made inline: through
+/// `String::push_str` each is a call of libc's `memmove`, and those calls
+/// were a quarter of the time to build a scope of 1,000 short attributes.
 #[inline(always)]
 #[allow(unsafe_code)]
-fn append_short(text: &mut String, key: &str, value: &str) {
+fn append_short(text: &mut String, key: &str, value: &str) -> bool {
     let (k, v) = (key.as_bytes(), value.as_bytes());
+    // The lengths are written as single bytes: only below 0x80 is such a
+    // byte a whole (ASCII) character.
+    if k.len() >= 0x80 || v.len() >= 0x80 {
+        return false;
+    }
     let total = k.len() + v.len() + 2;
     // SAFETY: the bytes appended are two whole `&str`s and two ASCII bytes
-    // (lengths below 0x80), so the text stays UTF-8; the length grows only
-    // after every one of them was written.
+    // (lengths below 0x80, checked above), so the text stays UTF-8; the
+    // length grows only after every one of them was written.
     let buf = unsafe { text.as_mut_vec() };
     let len = buf.len();
     let written = buf.spare_capacity_mut().get_mut(..total).and_then(|dst| {
@@ -248,6 +257,7 @@ fn append_short(text: &mut String, key: &str, value: &str) {
         buf.extend_from_slice(v);
         buf.extend_from_slice(&[k.len() as u8, v.len() as u8]);
     }
+    true
 }
 
 /// Writes all of `src` into `dst` (as long as `src`) with fixed-size
@@ -493,6 +503,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_inline_copy_refuses_lengths_that_are_not_one_ascii_byte() {
+        let mut text = String::from("kept");
+        text.reserve(1_000);
+        let long = "x".repeat(0x80);
+        assert!(!append_short(&mut text, &long, "v"));
+        assert!(!append_short(&mut text, "k", &long));
+        assert_eq!(text, "kept");
+        assert!(append_short(&mut text, "k", &long[1..]));
+        assert_eq!(text.len(), 4 + 1 + 0x7f + 2);
+        // Through `push_str`, such lengths take the long path.
+        let mut b = AttrBuf::default();
+        b.push_str(&long, "v");
+        assert_eq!(b.get(&long), Some("v"));
     }
 
     #[test]
