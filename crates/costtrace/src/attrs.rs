@@ -132,10 +132,8 @@ impl AttrBuf {
             if append_short(&mut self.text, key, value) {
                 return;
             }
-            self.push_str_long(key, value);
-        } else {
-            self.push_str_long(key, value);
         }
+        self.push_str_long(key, value);
     }
 
     #[inline(never)]

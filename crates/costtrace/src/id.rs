@@ -102,6 +102,7 @@ fn read_tsc() -> u64 {
     unsafe { std::arch::x86_64::_rdtsc() }
 }
 
+/// Never called: `Clock::Tsc` is made only on x86-64.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 fn read_tsc() -> u64 {

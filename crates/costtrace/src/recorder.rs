@@ -629,9 +629,7 @@ impl Local {
             if self.buf.takes.load(Ordering::Acquire) == takes {
                 // Still full: the recorder has not taken from this queue
                 // since it was found full, and nothing else frees room.
-                let ev = make.take()?();
-                self.buf.count_drop();
-                recycle(ev);
+                self.discard(make.take()?());
                 return Some(());
             }
             self.full_since = None;
@@ -650,11 +648,17 @@ impl Local {
         let takes = self.buf.takes.load(Ordering::Acquire);
         if let Err(ev) = self.push(ev) {
             self.buf.waker.wake();
-            self.buf.count_drop();
             self.full_since = Some(takes);
-            recycle(ev);
+            self.discard(ev);
         }
         Some(())
+    }
+
+    /// Drops `ev` because the queue is full: counted, and freed here.
+    #[inline]
+    fn discard(&self, ev: Event) {
+        self.buf.count_drop();
+        recycle(ev);
     }
 
     /// Builds and pushes the event (whose [`Event::heap_bytes`] are
@@ -674,8 +678,7 @@ impl Local {
             // Not reachable (checked above, and this thread is the only
             // producer); never lose it silently.
             if let Err(ev) = self.push(ev) {
-                self.buf.count_drop();
-                recycle(ev);
+                self.discard(ev);
             }
             return Some(());
         }
