@@ -900,6 +900,7 @@ fn orphan(cur: &mut Current, owner: u64, ctx: Context, dropped: &mut Vec<Context
 }
 
 /// Reads the current frame without cloning the whole context.
+#[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
     let mut f = Some(f);
     let mut out = None;

@@ -58,6 +58,7 @@ mod id;
 pub mod layer;
 mod materialize;
 mod panic;
+mod prefetch;
 #[path = "pricing.rs"]
 mod pricer;
 mod recorder;

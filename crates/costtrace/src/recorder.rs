@@ -673,15 +673,25 @@ impl Local {
         {
             return None;
         }
-        let ev = make.take()?();
-        if let Err(rtrb::PushError::Full(ev)) = self.ring.push(ev) {
-            // Not reachable (checked above, and this thread is the only
-            // producer); never lose it silently.
-            if let Err(ev) = self.push(ev) {
-                self.discard(ev);
-            }
-            return Some(());
-        }
+        // Built in its slot: `Producer::push` took the event by value, and
+        // copying it in with wide loads over the narrow stores that had just
+        // built it stalled until every earlier store had completed (see
+        // `crate::prefetch`). Neither `?` returns (the ring has room,
+        // checked above, and this thread is its only producer); either `None`
+        // leaves `make` in place for the general path.
+        let mut chunk = self.ring.write_chunk_uninit(1).ok()?;
+        let (first, _) = chunk.as_mut_slices();
+        let slot = first.first_mut()?;
+        let make = make.take()?;
+        slot.write(make());
+        // The next slot (past the end of the ring it is only a wasted hint).
+        let next = std::ptr::from_ref(slot).wrapping_add(1);
+        crate::prefetch::for_write(next.cast(), std::mem::size_of::<Event>());
+        #[allow(unsafe_code)]
+        // SAFETY: the chunk's one slot was initialized just above.
+        unsafe {
+            chunk.commit_all()
+        };
         self.pushed_bytes = self.pushed_bytes.wrapping_add(bytes);
         self.note_push();
         Some(())

@@ -132,6 +132,7 @@ pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
     if ending != Ending::Normal {
         set_ending(s, ending);
     }
+    crate::usage::scope_ended(&frame);
     if !dispatch::enabled(frame.dispatch.as_ref()) {
         context::recycle_frame(frame);
         return;

@@ -1,12 +1,12 @@
 //! `Usage`: one AI call or one use of a paid service, and `record()`.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::context;
+use crate::context::{self, Frame, FrameRef};
 use crate::dispatch::{self, Event, UsageEvent};
 use crate::id;
 
@@ -285,18 +285,65 @@ thread_local! {
 
 const EVENT_POOL_MAX: usize = 256;
 
+/// A pooled event box, when there is one. The next one is asked for ahead
+/// of its write (see [`crate::prefetch`]).
 fn pooled_event() -> Option<Box<UsageEvent>> {
     EVENT_POOL
-        .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+        .try_with(|p| {
+            let mut p = p.try_borrow_mut().ok()?;
+            let b = p.pop();
+            if let Some(next) = p.last() {
+                crate::prefetch::for_write(
+                    std::ptr::from_ref::<UsageEvent>(next).cast(),
+                    std::mem::size_of::<UsageEvent>(),
+                );
+            }
+            b
+        })
         .ok()
         .flatten()
 }
 
-/// Keeps a spent usage event's allocation for reuse on this thread. Its
-/// frame is released now (it may hold a chain of ended scopes); the rest
-/// is overwritten on reuse.
+thread_local! {
+    /// The address of the frame this thread last recorded usage under
+    /// (only compared, never followed), cleared when that frame's scope
+    /// ends. A spent event that comes back holding this frame keeps it.
+    static HOT_FRAME: Cell<usize> = const { Cell::new(0) };
+}
+
+fn frame_addr(frame: Option<&FrameRef>) -> usize {
+    frame.map_or(0, |f| std::ptr::from_ref::<Frame>(f) as usize)
+}
+
+/// Forgets the hot frame if it is `frame` (its scope has ended): the events
+/// that come back holding it release it from now on.
+#[inline]
+pub(crate) fn scope_ended(frame: &FrameRef) {
+    let _ = HOT_FRAME.try_with(|h| {
+        if h.get() == frame_addr(Some(frame)) {
+            h.set(0);
+        }
+    });
+}
+
+/// Keeps a spent usage event's allocation for reuse on this thread; the
+/// rest is overwritten on reuse.
+///
+/// Its frame is released now (it may hold a chain of ended scopes), unless
+/// it is the frame this thread is recording under: then the box keeps its
+/// reference, and the next `record` under that frame that takes this box
+/// needs no reference-count update at all. Those updates are locked
+/// instructions, and a locked instruction waits for every earlier store to
+/// complete: here, stores into boxes and ring slots the recorder read last,
+/// which miss the cache. In a loop of records they made `record` take
+/// twice as long in some runs as in others (docs/benchmarks.md). A frame
+/// kept this way outlives its scope only in boxes already pooled when the
+/// scope ended, until they are reused or the thread exits.
 pub(crate) fn recycle_event(mut ev: Box<UsageEvent>) {
-    if let Some(f) = ev.frame.take() {
+    let hot = HOT_FRAME.try_with(Cell::get).unwrap_or(0);
+    if (hot == 0 || frame_addr(ev.frame.as_ref()) != hot)
+        && let Some(f) = ev.frame.take()
+    {
         crate::context::recycle_frame(f);
     }
     let _ = EVENT_POOL.try_with(|p| {
@@ -314,40 +361,80 @@ pub(crate) fn recycle_event(mut ev: Box<UsageEvent>) {
 /// Never blocks on I/O and never panics: the record is queued for the
 /// recorder's background thread, which prices and writes it. With no recorder
 /// installed (no [`crate::init`], no capture) it does nothing.
+#[inline]
 pub fn record(usage: Usage) -> Uuid {
+    // Inlined into the caller so that the usage is written into its box
+    // where it is built: passed on by value, it was copied with wide loads
+    // over the narrow stores that had just built it. Such a load waits for
+    // every earlier store to complete, here stores into the box and the ring
+    // slot the recorder read last (cache misses); in a loop of records that
+    // doubled `record`'s cost in some runs (docs/benchmarks.md).
+    match usage_box() {
+        Some(mut ev) => {
+            ev.usage = usage;
+            send_usage(ev)
+        }
+        None => id::v7_at(id::now_micros()),
+    }
+}
+
+/// A box for the next usage event, holding the current frame, or `None`
+/// when there is nowhere to send it (no recorder, no capture): then nothing
+/// is cloned or boxed.
+///
+/// Boxed in an allocation this thread used before, when there is one, so
+/// that the event carries a pointer rather than copies of the usage. The
+/// box may already hold the current frame (see `recycle_event`): then
+/// nothing is cloned.
+#[inline(never)]
+fn usage_box() -> Option<Box<UsageEvent>> {
+    let mut pooled = pooled_event();
+    let mut released = None;
+    let enabled = context::with_current(|ctx| {
+        if !dispatch::enabled(ctx.dispatch()) {
+            return false;
+        }
+        let current = ctx.frame.as_ref();
+        match &mut pooled {
+            Some(b) if frame_addr(b.frame.as_ref()) == frame_addr(current) => {}
+            Some(b) => released = std::mem::replace(&mut b.frame, ctx.frame.clone()),
+            None => {
+                pooled = Some(Box::new(UsageEvent {
+                    id: Uuid::nil(),
+                    micros: 0,
+                    frame: ctx.frame.clone(),
+                    usage: Usage::default(),
+                }));
+            }
+        }
+        true
+    });
+    if let Some(f) = released {
+        context::recycle_frame(f);
+    }
+    if !enabled {
+        if let Some(b) = pooled {
+            recycle_event(b);
+        }
+        return None;
+    }
+    if let Some(b) = &pooled {
+        let addr = frame_addr(b.frame.as_ref());
+        let _ = HOT_FRAME.try_with(|h| h.set(addr));
+    }
+    pooled
+}
+
+/// Stamps `ev` (its usage and frame in place) and queues it.
+#[inline(never)]
+fn send_usage(mut ev: Box<UsageEvent>) -> Uuid {
     let micros = id::now_micros();
     let id = id::v7_at(micros);
-    // The context first: cloning its frame is a locked instruction, which
-    // waits for every store before it to complete, and the stores into a
-    // reused box miss the cache (the recorder read that box last). After
-    // it, those misses overlap with the rest instead of stalling here.
-    // Nowhere to send it (no recorder, no capture): nothing is cloned or
-    // boxed.
-    let Some((frame, d)) = context::with_current(|ctx| {
-        let d = ctx.dispatch();
-        dispatch::enabled(d).then(|| (ctx.frame.clone(), d.cloned()))
-    }) else {
-        return id;
-    };
-    // Boxed in an allocation this thread used before, when there is one, so
-    // that the event carries a pointer rather than copies of the usage.
-    let ev = match pooled_event() {
-        Some(mut b) => {
-            // Field by field: the usage is copied once, not built beside
-            // the box and then copied in.
-            b.id = id;
-            b.micros = micros;
-            b.frame = frame;
-            b.usage = usage;
-            b
-        }
-        None => Box::new(UsageEvent {
-            id,
-            micros,
-            frame,
-            usage,
-        }),
-    };
+    ev.id = id;
+    ev.micros = micros;
+    // The frame's dispatch is the current context's: the box holds the
+    // current frame.
+    let d = ev.frame.as_ref().and_then(|f| f.dispatch.clone());
     // Built where it is stored: an `Event` made here and passed on was
     // copied with wide loads over the narrow stores that had just written it
     // (a store-forwarding stall, 80 % of `send`'s samples in `perf`).
@@ -359,6 +446,34 @@ pub fn record(usage: Usage) -> Uuid {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_spent_event_keeps_its_frame_only_while_that_frame_is_hot() {
+        use crate::attrs::AttrBuf;
+        let f = context::new_frame(Frame::child(None, AttrBuf::default(), None, None, None));
+        let spent = |frame| {
+            Box::new(UsageEvent {
+                id: Uuid::nil(),
+                micros: 0,
+                frame,
+                usage: Usage::default(),
+            })
+        };
+        HOT_FRAME.with(|h| h.set(frame_addr(Some(&f))));
+        recycle_event(spent(Some(f.clone())));
+        let b = pooled_event().unwrap();
+        assert!(b.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &f)));
+        // Another frame's event lets its frame go.
+        let other = context::new_frame(Frame::child(None, AttrBuf::default(), None, None, None));
+        recycle_event(spent(Some(other.clone())));
+        assert!(pooled_event().unwrap().frame.is_none());
+        assert!(FrameRef::is_unique(&other));
+        // Once the frame's scope has ended, a returning event lets it go.
+        scope_ended(&f);
+        recycle_event(b);
+        assert!(pooled_event().unwrap().frame.is_none());
+        assert!(FrameRef::is_unique(&f));
+    }
 
     #[test]
     fn the_common_usage_stays_small() {

@@ -103,6 +103,68 @@ fn flush_makes_records_durable_while_running() {
     assert_eq!((h.written, h.dropped, h.queued), (1, 0, 0));
 }
 
+/// Spent usage events come back to their thread and are reused, and one
+/// that comes back while its scope is still the one being recorded in keeps
+/// its reference to the scope's frame (so the next record there needs no
+/// reference-count update). Whatever a reused event held before, each
+/// record carries the scope it was made in, and each scope is recorded once.
+#[test]
+fn reused_usage_events_carry_the_scope_they_are_recorded_in() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("costs.jsonl");
+    let guard = cfg()
+        .sink(SinkSpec::Jsonl(path.clone()))
+        .flush_interval(Duration::from_secs(3600))
+        .init()
+        .unwrap();
+    // Flushes between bursts hand the spent events back to this thread.
+    let burst = |from: u64| {
+        for chunk in (from..from + 300).collect::<Vec<_>>().chunks(100) {
+            record_tokens(chunk[0]..chunk[0] + chunk.len() as u64);
+            costtrace::flush().unwrap();
+        }
+    };
+    let a = scope("a").attr("k", "a").enter();
+    let a_id = costtrace::current().scope_id().unwrap();
+    burst(0);
+    let b = scope("b").attr("k", "b").enter();
+    let b_id = costtrace::current().scope_id().unwrap();
+    burst(1000);
+    drop(b);
+    burst(2000);
+    drop(a);
+    burst(3000);
+    let c_id = scope("c").attr("k", "c").run(|| {
+        burst(4000);
+        costtrace::current().scope_id().unwrap()
+    });
+    burst(5000);
+    drop(guard);
+
+    let records = read_jsonl(&path);
+    let scopes: Vec<_> = records.iter().filter_map(Record::as_scope).collect();
+    let mut names: Vec<&str> = scopes.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "b", "c"]);
+    for s in &scopes {
+        assert_eq!(s.attrs["k"], s.name);
+    }
+    let usages: Vec<_> = records.iter().filter_map(Record::as_usage).collect();
+    assert_eq!(usages.len(), 1800);
+    for u in usages {
+        let t = u.input_tokens.unwrap();
+        let (scope_id, k) = match t / 1000 {
+            0 | 2 => (Some(a_id), Some("a")),
+            1 => (Some(b_id), Some("b")),
+            4 => (Some(c_id), Some("c")),
+            _ => (None, None),
+        };
+        assert_eq!(u.scope_id, scope_id, "usage {t}");
+        assert_eq!(u.attrs.get("k").map(String::as_str), k, "usage {t}");
+    }
+}
+
 #[test]
 fn a_second_init_is_an_error_not_a_silent_replacement() {
     let _s = serial();
