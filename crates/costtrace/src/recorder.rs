@@ -553,6 +553,21 @@ impl Local {
                 recycle(ev);
             }
         }
+        // The next push frees the next two: their usage boxes, which the
+        // recorder read last, are asked for now (see `crate::prefetch`).
+        let left = self.to_free.len();
+        for ev in self
+            .to_free
+            .get(left.saturating_sub(2)..)
+            .unwrap_or_default()
+        {
+            if let Event::Usage(u) = ev {
+                crate::prefetch::for_write(
+                    std::ptr::from_ref::<crate::dispatch::UsageEvent>(u).cast(),
+                    std::mem::size_of::<crate::dispatch::UsageEvent>(),
+                );
+            }
+        }
     }
 
     /// Counts a push; wakes the recorder when the queue holds `wake_at`
