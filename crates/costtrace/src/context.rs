@@ -928,6 +928,23 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
     }
 }
 
+/// Whether `frame` is the current context's frame. Reads the thread's state
+/// without changing it (a pending scope, which has no frame yet, matches
+/// nothing) and answers `false` when that state is in use or gone.
+#[inline]
+pub(crate) fn is_current_frame(frame: &FrameRef) -> bool {
+    CURRENT
+        .try_with(|c| {
+            c.try_borrow().is_ok_and(|cur| {
+                cur.ctx
+                    .frame
+                    .as_ref()
+                    .is_some_and(|f| FrameRef::ptr_eq(f, frame))
+            })
+        })
+        .unwrap_or(false)
+}
+
 /// The current context (cheap: one reference count).
 pub fn current() -> Context {
     with_current(Context::clone)

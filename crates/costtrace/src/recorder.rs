@@ -554,7 +554,7 @@ impl Local {
             }
         }
         // The next push frees the next two: their usage boxes, which the
-        // recorder read last, are asked for now (see `crate::prefetch`).
+        // recorder read last, are fetched now (see `crate::prefetch`).
         let left = self.to_free.len();
         for ev in self
             .to_free
@@ -562,7 +562,7 @@ impl Local {
             .unwrap_or_default()
         {
             if let Event::Usage(u) = ev {
-                crate::prefetch::for_write(
+                crate::prefetch::lines(
                     std::ptr::from_ref::<crate::dispatch::UsageEvent>(u).cast(),
                     std::mem::size_of::<crate::dispatch::UsageEvent>(),
                 );
@@ -691,9 +691,10 @@ impl Local {
         // Built in its slot: `Producer::push` took the event by value, and
         // copying it in with wide loads over the narrow stores that had just
         // built it stalled until every earlier store had completed (see
-        // `crate::prefetch`). Neither `?` returns (the ring has room,
-        // checked above, and this thread is its only producer); either `None`
-        // leaves `make` in place for the general path.
+        // `crate::prefetch`). The first two `?` never return in practice
+        // (the ring has room, checked above, and this thread is its only
+        // producer), and either leaves `make` in place for the general path;
+        // `make` is always there (`offer` passes it in).
         let mut chunk = self.ring.write_chunk_uninit(1).ok()?;
         let (first, _) = chunk.as_mut_slices();
         let slot = first.first_mut()?;
@@ -701,7 +702,7 @@ impl Local {
         slot.write(make());
         // The next slot (past the end of the ring it is only a wasted hint).
         let next = std::ptr::from_ref(slot).wrapping_add(1);
-        crate::prefetch::for_write(next.cast(), std::mem::size_of::<Event>());
+        crate::prefetch::lines(next.cast(), std::mem::size_of::<Event>());
         #[allow(unsafe_code)]
         // SAFETY: the chunk's one slot was initialized just above.
         unsafe {

@@ -120,10 +120,11 @@ fn set_ending(s: &ScopeData, ending: Ending) {
 
 /// Records the scope held by `frame`, exactly once, and releases the frame.
 ///
-/// When nothing else holds the frame (the usual case: no `Context` or
-/// `ScopeHandle` clone outlived the scope), its fields are moved into the
-/// event and the emptied frame is kept for reuse on this thread; only
-/// otherwise does the shared frame travel to the recorder.
+/// When nothing else holds the frame (no `Context` or `ScopeHandle` clone
+/// outlived the scope, and no usage recorded in it is still queued or kept
+/// in a pooled event box: see `usage::recycle_event`), its fields are moved
+/// into the event and the emptied frame is kept for reuse on this thread;
+/// otherwise the shared frame travels to the recorder.
 pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
     let Some(s) = frame.scope.as_ref() else {
         return;
@@ -132,7 +133,6 @@ pub(crate) fn finish(mut frame: FrameRef, ending: Ending) {
     if ending != Ending::Normal {
         set_ending(s, ending);
     }
-    crate::usage::scope_ended(&frame);
     if !dispatch::enabled(frame.dispatch.as_ref()) {
         context::recycle_frame(frame);
         return;

@@ -1,7 +1,7 @@
 //! `Usage`: one AI call or one use of a paid service, and `record()`.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -285,15 +285,15 @@ thread_local! {
 
 const EVENT_POOL_MAX: usize = 256;
 
-/// A pooled event box, when there is one. The next one is asked for ahead
-/// of its write (see [`crate::prefetch`]).
+/// A pooled event box, when there is one. The next one is fetched into
+/// the cache ahead of its use (see [`crate::prefetch`]).
 fn pooled_event() -> Option<Box<UsageEvent>> {
     EVENT_POOL
         .try_with(|p| {
             let mut p = p.try_borrow_mut().ok()?;
             let b = p.pop();
             if let Some(next) = p.last() {
-                crate::prefetch::for_write(
+                crate::prefetch::lines(
                     std::ptr::from_ref::<UsageEvent>(next).cast(),
                     std::mem::size_of::<UsageEvent>(),
                 );
@@ -304,55 +304,49 @@ fn pooled_event() -> Option<Box<UsageEvent>> {
         .flatten()
 }
 
-thread_local! {
-    /// The address of the frame this thread last recorded usage under
-    /// (only compared, never followed), cleared when that frame's scope
-    /// ends. A spent event that comes back holding this frame keeps it.
-    static HOT_FRAME: Cell<usize> = const { Cell::new(0) };
-}
-
+/// The address of `frame`'s allocation (0 for none): compared, never
+/// followed.
 fn frame_addr(frame: Option<&FrameRef>) -> usize {
     frame.map_or(0, |f| std::ptr::from_ref::<Frame>(f) as usize)
-}
-
-/// Forgets the hot frame if it is `frame` (its scope has ended): the events
-/// that come back holding it release it from now on.
-#[inline]
-pub(crate) fn scope_ended(frame: &FrameRef) {
-    let _ = HOT_FRAME.try_with(|h| {
-        if h.get() == frame_addr(Some(frame)) {
-            h.set(0);
-        }
-    });
 }
 
 /// Keeps a spent usage event's allocation for reuse on this thread; the
 /// rest is overwritten on reuse.
 ///
 /// Its frame is released now (it may hold a chain of ended scopes), unless
-/// it is the frame this thread is recording under: then the box keeps its
-/// reference, and the next `record` under that frame that takes this box
-/// needs no reference-count update at all. Those updates are locked
-/// instructions, and a locked instruction waits for every earlier store to
-/// complete: here, stores into boxes and ring slots the recorder read last,
-/// which miss the cache. In a loop of records they made `record` take
-/// twice as long in some runs as in others (docs/benchmarks.md). A frame
-/// kept this way outlives its scope only in boxes already pooled when the
-/// scope ended, until they are reused or the thread exits.
+/// it is the thread's current context: then the box keeps its reference,
+/// and the next `record` in that context that takes this box needs no
+/// reference-count update at all. Those updates are locked instructions,
+/// and a locked instruction waits for every earlier store to complete:
+/// here, stores into boxes and ring slots the recorder read last, which
+/// miss the cache. In a loop of records they made `record` take twice as
+/// long in some runs as in others (docs/benchmarks.md). A frame kept this
+/// way outlives its context only in boxes pooled while it was current,
+/// until they are reused or the thread exits; and a scope whose boxes came
+/// back while it ran finds its frame shared when it ends, and is sent to
+/// the recorder as the shared frame rather than taken apart.
 pub(crate) fn recycle_event(mut ev: Box<UsageEvent>) {
-    let hot = HOT_FRAME.try_with(Cell::get).unwrap_or(0);
-    if (hot == 0 || frame_addr(ev.frame.as_ref()) != hot)
+    if !ev.frame.as_ref().is_some_and(context::is_current_frame)
         && let Some(f) = ev.frame.take()
     {
-        crate::context::recycle_frame(f);
+        context::recycle_frame(f);
     }
-    let _ = EVENT_POOL.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut()
-            && p.len() < EVENT_POOL_MAX
-        {
-            p.push(ev);
-        }
-    });
+    let full = EVENT_POOL
+        .try_with(|p| match p.try_borrow_mut() {
+            Ok(mut p) if p.len() < EVENT_POOL_MAX => {
+                p.push(ev);
+                None
+            }
+            _ => Some(ev),
+        })
+        .ok()
+        .flatten();
+    // Not kept: its frame still goes back to the frame pool.
+    if let Some(mut ev) = full
+        && let Some(f) = ev.frame.take()
+    {
+        context::recycle_frame(f);
+    }
 }
 
 /// Records one usage, stamped with the current context, scope, pricing tier
@@ -380,7 +374,7 @@ pub fn record(usage: Usage) -> Uuid {
 
 /// A box for the next usage event, holding the current frame, or `None`
 /// when there is nowhere to send it (no recorder, no capture): then nothing
-/// is cloned or boxed.
+/// is cloned, boxed or taken from the pool.
 ///
 /// Boxed in an allocation this thread used before, when there is one, so
 /// that the event carries a pointer rather than copies of the usage. The
@@ -388,41 +382,30 @@ pub fn record(usage: Usage) -> Uuid {
 /// nothing is cloned.
 #[inline(never)]
 fn usage_box() -> Option<Box<UsageEvent>> {
-    let mut pooled = pooled_event();
     let mut released = None;
-    let enabled = context::with_current(|ctx| {
+    let ev = context::with_current(|ctx| {
         if !dispatch::enabled(ctx.dispatch()) {
-            return false;
+            return None;
         }
-        let current = ctx.frame.as_ref();
-        match &mut pooled {
-            Some(b) if frame_addr(b.frame.as_ref()) == frame_addr(current) => {}
-            Some(b) => released = std::mem::replace(&mut b.frame, ctx.frame.clone()),
-            None => {
-                pooled = Some(Box::new(UsageEvent {
-                    id: Uuid::nil(),
-                    micros: 0,
-                    frame: ctx.frame.clone(),
-                    usage: Usage::default(),
-                }));
+        Some(match pooled_event() {
+            Some(mut b) => {
+                if frame_addr(b.frame.as_ref()) != frame_addr(ctx.frame.as_ref()) {
+                    released = std::mem::replace(&mut b.frame, ctx.frame.clone());
+                }
+                b
             }
-        }
-        true
+            None => Box::new(UsageEvent {
+                id: Uuid::nil(),
+                micros: 0,
+                frame: ctx.frame.clone(),
+                usage: Usage::default(),
+            }),
+        })
     });
     if let Some(f) = released {
         context::recycle_frame(f);
     }
-    if !enabled {
-        if let Some(b) = pooled {
-            recycle_event(b);
-        }
-        return None;
-    }
-    if let Some(b) = &pooled {
-        let addr = frame_addr(b.frame.as_ref());
-        let _ = HOT_FRAME.try_with(|h| h.set(addr));
-    }
-    pooled
+    ev
 }
 
 /// Stamps `ev` (its usage and frame in place) and queues it.
@@ -447,32 +430,80 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn spent(frame: Option<FrameRef>) -> Box<UsageEvent> {
+        Box::new(UsageEvent {
+            id: Uuid::nil(),
+            micros: 0,
+            frame,
+            usage: Usage::default(),
+        })
+    }
+
+    fn pool_push(b: Box<UsageEvent>) {
+        EVENT_POOL.with(|p| p.borrow_mut().push(b));
+    }
+
+    fn current_frame() -> FrameRef {
+        context::with_current(|c| c.frame.clone()).unwrap()
+    }
+
     #[test]
-    fn a_spent_event_keeps_its_frame_only_while_that_frame_is_hot() {
-        use crate::attrs::AttrBuf;
-        let f = context::new_frame(Frame::child(None, AttrBuf::default(), None, None, None));
-        let spent = |frame| {
-            Box::new(UsageEvent {
-                id: Uuid::nil(),
-                micros: 0,
-                frame,
-                usage: Usage::default(),
-            })
-        };
-        HOT_FRAME.with(|h| h.set(frame_addr(Some(&f))));
+    fn a_spent_event_keeps_its_frame_only_while_it_is_the_current_context() {
+        let _cap = crate::testing::capture();
+        let outer = crate::scope("outer").enter();
+        let f = current_frame();
         recycle_event(spent(Some(f.clone())));
         let b = pooled_event().unwrap();
         assert!(b.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &f)));
-        // Another frame's event lets its frame go.
-        let other = context::new_frame(Frame::child(None, AttrBuf::default(), None, None, None));
-        recycle_event(spent(Some(other.clone())));
+        // Inside a nested scope, `f` is no longer current: it is let go.
+        // (While the nested scope is pending, with no frame of its own yet,
+        // its parent's frame is still the current one.)
+        {
+            let _inner = crate::scope("inner").enter();
+            let _ = crate::current();
+            recycle_event(b);
+            assert!(pooled_event().unwrap().frame.is_none());
+        }
+        recycle_event(spent(Some(f.clone())));
+        drop(outer);
+        // Its scope has ended: the box already pooled still holds it, one
+        // that comes back now does not.
+        let kept = pooled_event().unwrap();
+        assert!(kept.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &f)));
+        recycle_event(spent(Some(f.clone())));
         assert!(pooled_event().unwrap().frame.is_none());
-        assert!(FrameRef::is_unique(&other));
-        // Once the frame's scope has ended, a returning event lets it go.
-        scope_ended(&f);
-        recycle_event(b);
-        assert!(pooled_event().unwrap().frame.is_none());
+        drop(kept);
         assert!(FrameRef::is_unique(&f));
+    }
+
+    #[test]
+    fn a_pooled_box_is_given_the_current_frame_and_kept_one_is_not_cloned_again() {
+        let _cap = crate::testing::capture();
+        let a = crate::scope("a").enter();
+        let fa = current_frame();
+        let b = crate::scope("b").enter();
+        let fb = current_frame();
+        // A box holding `a`'s frame, taken under `b`: it gets `b`'s frame
+        // and lets `a`'s go.
+        pool_push(spent(Some(fa.clone())));
+        let before = FrameRef::count(&fa);
+        let ev = usage_box().unwrap();
+        assert!(ev.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &fb)));
+        assert_eq!(FrameRef::count(&fa), before - 1);
+        // A box that already holds `b`'s frame keeps that very reference.
+        pool_push(ev);
+        let before = FrameRef::count(&fb);
+        let ev = usage_box().unwrap();
+        assert!(ev.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &fb)));
+        assert_eq!(FrameRef::count(&fb), before);
+        drop((ev, b, a));
+    }
+
+    #[test]
+    fn with_nowhere_to_send_the_pool_is_left_alone() {
+        pool_push(spent(None));
+        assert!(usage_box().is_none());
+        assert_eq!(EVENT_POOL.with(|p| p.borrow().len()), 1);
     }
 
     #[test]
