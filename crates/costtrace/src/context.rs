@@ -935,14 +935,19 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> R {
 pub(crate) fn is_current_frame(frame: &FrameRef) -> bool {
     CURRENT
         .try_with(|c| {
-            c.try_borrow().is_ok_and(|cur| {
-                cur.ctx
-                    .frame
-                    .as_ref()
-                    .is_some_and(|f| FrameRef::ptr_eq(f, frame))
-            })
+            c.try_borrow()
+                .is_ok_and(|cur| same_frame(cur.ctx.frame.as_ref(), Some(frame)))
         })
         .unwrap_or(false)
+}
+
+/// Whether `a` and `b` are the same frame (or both none).
+#[inline]
+pub(crate) fn same_frame(a: Option<&FrameRef>, b: Option<&FrameRef>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => FrameRef::ptr_eq(a, b),
+        (a, b) => a.is_none() && b.is_none(),
+    }
 }
 
 /// The current context (cheap: one reference count).

@@ -170,6 +170,19 @@ pub(crate) struct UsageEvent {
     pub(crate) usage: Usage,
 }
 
+impl UsageEvent {
+    /// An event under `frame`, not stamped yet (nil id, empty usage): `record`
+    /// fills it in.
+    pub(crate) fn unstamped(frame: Option<FrameRef>) -> Box<UsageEvent> {
+        Box::new(UsageEvent {
+            id: Uuid::nil(),
+            micros: 0,
+            frame,
+            usage: Usage::default(),
+        })
+    }
+}
+
 pub(crate) trait Dispatch: Send + Sync + 'static {
     fn dispatch(&self, ev: Event);
 }

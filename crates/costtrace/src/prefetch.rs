@@ -43,6 +43,12 @@ pub(crate) fn lines(p: *const u8, len: usize) {
     }
 }
 
+/// Fetches the cache lines of `value` (see [`lines`]).
+#[inline(always)]
+pub(crate) fn value<T>(value: &T) {
+    lines(std::ptr::from_ref(value).cast(), std::mem::size_of::<T>());
+}
+
 #[cfg(test)]
 mod tests {
     /// A smoke test: prefetching is only a hint, so all that can be checked

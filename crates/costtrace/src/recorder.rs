@@ -562,10 +562,7 @@ impl Local {
             .unwrap_or_default()
         {
             if let Event::Usage(u) = ev {
-                crate::prefetch::lines(
-                    std::ptr::from_ref::<crate::dispatch::UsageEvent>(u).cast(),
-                    std::mem::size_of::<crate::dispatch::UsageEvent>(),
-                );
+                crate::prefetch::value::<crate::dispatch::UsageEvent>(u);
             }
         }
     }

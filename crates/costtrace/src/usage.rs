@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::context::{self, Frame, FrameRef};
+use crate::context;
 use crate::dispatch::{self, Event, UsageEvent};
 use crate::id;
 
@@ -293,21 +293,12 @@ fn pooled_event() -> Option<Box<UsageEvent>> {
             let mut p = p.try_borrow_mut().ok()?;
             let b = p.pop();
             if let Some(next) = p.last() {
-                crate::prefetch::lines(
-                    std::ptr::from_ref::<UsageEvent>(next).cast(),
-                    std::mem::size_of::<UsageEvent>(),
-                );
+                crate::prefetch::value::<UsageEvent>(next);
             }
             b
         })
         .ok()
         .flatten()
-}
-
-/// The address of `frame`'s allocation (0 for none): compared, never
-/// followed.
-fn frame_addr(frame: Option<&FrameRef>) -> usize {
-    frame.map_or(0, |f| std::ptr::from_ref::<Frame>(f) as usize)
 }
 
 /// Keeps a spent usage event's allocation for reuse on this thread; the
@@ -390,17 +381,12 @@ fn usage_box() -> Option<Box<UsageEvent>> {
         }
         Some(match pooled_event() {
             Some(mut b) => {
-                if frame_addr(b.frame.as_ref()) != frame_addr(ctx.frame.as_ref()) {
+                if !context::same_frame(b.frame.as_ref(), ctx.frame.as_ref()) {
                     released = std::mem::replace(&mut b.frame, ctx.frame.clone());
                 }
                 b
             }
-            None => Box::new(UsageEvent {
-                id: Uuid::nil(),
-                micros: 0,
-                frame: ctx.frame.clone(),
-                usage: Usage::default(),
-            }),
+            None => UsageEvent::unstamped(ctx.frame.clone()),
         })
     });
     if let Some(f) = released {
@@ -430,15 +416,7 @@ fn send_usage(mut ev: Box<UsageEvent>) -> Uuid {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn spent(frame: Option<FrameRef>) -> Box<UsageEvent> {
-        Box::new(UsageEvent {
-            id: Uuid::nil(),
-            micros: 0,
-            frame,
-            usage: Usage::default(),
-        })
-    }
+    use crate::context::FrameRef;
 
     fn pool_push(b: Box<UsageEvent>) {
         EVENT_POOL.with(|p| p.borrow_mut().push(b));
@@ -453,7 +431,7 @@ mod tests {
         let _cap = crate::testing::capture();
         let outer = crate::scope("outer").enter();
         let f = current_frame();
-        recycle_event(spent(Some(f.clone())));
+        recycle_event(UsageEvent::unstamped(Some(f.clone())));
         let b = pooled_event().unwrap();
         assert!(b.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &f)));
         // Inside a nested scope, `f` is no longer current: it is let go.
@@ -465,13 +443,13 @@ mod tests {
             recycle_event(b);
             assert!(pooled_event().unwrap().frame.is_none());
         }
-        recycle_event(spent(Some(f.clone())));
+        recycle_event(UsageEvent::unstamped(Some(f.clone())));
         drop(outer);
         // Its scope has ended: the box already pooled still holds it, one
         // that comes back now does not.
         let kept = pooled_event().unwrap();
         assert!(kept.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &f)));
-        recycle_event(spent(Some(f.clone())));
+        recycle_event(UsageEvent::unstamped(Some(f.clone())));
         assert!(pooled_event().unwrap().frame.is_none());
         drop(kept);
         assert!(FrameRef::is_unique(&f));
@@ -486,7 +464,7 @@ mod tests {
         let fb = current_frame();
         // A box holding `a`'s frame, taken under `b`: it gets `b`'s frame
         // and lets `a`'s go.
-        pool_push(spent(Some(fa.clone())));
+        pool_push(UsageEvent::unstamped(Some(fa.clone())));
         let before = FrameRef::count(&fa);
         let ev = usage_box().unwrap();
         assert!(ev.frame.as_ref().is_some_and(|g| FrameRef::ptr_eq(g, &fb)));
@@ -502,7 +480,7 @@ mod tests {
 
     #[test]
     fn with_nowhere_to_send_the_pool_is_left_alone() {
-        pool_push(spent(None));
+        pool_push(UsageEvent::unstamped(None));
         assert!(usage_box().is_none());
         assert_eq!(EVENT_POOL.with(|p| p.borrow().len()), 1);
     }

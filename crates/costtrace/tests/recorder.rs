@@ -20,6 +20,14 @@ fn cfg() -> Config {
     Config::new().spool_dir(dir)
 }
 
+/// A config writing JSON lines to `path`, with no timed flush: records
+/// reach the file on `flush()` or when the guard drops.
+fn jsonl_to(path: &std::path::Path) -> Config {
+    cfg()
+        .sink(SinkSpec::Jsonl(path.to_path_buf()))
+        .flush_interval(Duration::from_secs(3600))
+}
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -53,10 +61,8 @@ fn jsonl_sink_gets_every_record_by_the_time_the_guard_drops() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/costs.jsonl");
-    let guard = cfg()
-        .sink(SinkSpec::Jsonl(path.clone()))
+    let guard = jsonl_to(&path)
         .environment(Environment::Staging)
-        .flush_interval(Duration::from_secs(3600))
         .init()
         .unwrap();
     scope("receipt_processing")
@@ -89,11 +95,7 @@ fn flush_makes_records_durable_while_running() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("costs.jsonl");
-    let _guard = cfg()
-        .sink(SinkSpec::Jsonl(path.clone()))
-        .flush_interval(Duration::from_secs(3600))
-        .init()
-        .unwrap();
+    let _guard = jsonl_to(&path).init().unwrap();
     costtrace::record(Usage::service("file_processor").units("pages", 10));
     costtrace::flush().unwrap();
     let recs = read_jsonl(&path);
@@ -113,11 +115,7 @@ fn reused_usage_events_carry_the_scope_they_are_recorded_in() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("costs.jsonl");
-    let guard = cfg()
-        .sink(SinkSpec::Jsonl(path.clone()))
-        .flush_interval(Duration::from_secs(3600))
-        .init()
-        .unwrap();
+    let guard = jsonl_to(&path).init().unwrap();
     // Flushes between bursts hand the spent events back to this thread.
     let burst = |from: u64| {
         for chunk in (from..from + 300).collect::<Vec<_>>().chunks(100) {
